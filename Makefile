@@ -1,0 +1,40 @@
+# dpo_lab: `make test` (what CI runs) and `make reproduce` (every notebook, default profile).
+# Each target creates .venv on first use and re-installs when pyproject.toml changes.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# CPU build of torch by default (small; on the machines this was built on it comes from a local
+# file). On a CUDA machine: make reproduce TORCH=torch DPO_LAB_PROFILE=gpu
+TORCH  ?= torch==2.13.0
+EXTRAS ?= test
+STAMP  := $(VENV)/.installed-$(EXTRAS)
+
+.PHONY: install test reproduce lab student clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH)"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[$(EXTRAS)]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $@
+
+# Unit tests + every notebook (nbmake) in the smoke profile, on a fresh results folder.
+test: $(STAMP)
+	rm -rf build/test-results
+	DPO_LAB_PROFILE=smoke DPO_LAB_RESULTS=build/test-results MPLBACKEND=Agg $(PY) -m pytest -q
+
+# Every notebook in order, in the default profile (cpu) unless DPO_LAB_PROFILE says otherwise.
+reproduce: $(STAMP)
+	MPLBACKEND=Agg $(PY) -m dpo_lab.reproduce
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+student: $(STAMP)
+	$(PY) -m dpo_lab.assignments
+
+clean:
+	rm -rf build results

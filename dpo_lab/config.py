@@ -1,0 +1,199 @@
+"""Profiles: every size knob of the package in one frozen dataclass.
+
+Introduced in notebook 00. One profile is active at a time, chosen by the environment variable
+``DPO_LAB_PROFILE``:
+
+========  =====================================================================================
+smoke     CI: tiny models and datasets; proves the machinery in seconds to minutes per notebook.
+cpu       the default: a faithful small replica that a 2-core laptop finishes in well under an hour.
+gpu       paper scale (DPO paper Sec. 6.1, App. B, C.1): gpt2-large, IMDb from the dataset hub,
+          the siebert sentiment classifier as gold reward.
+========  =====================================================================================
+
+The gpu profile is the cpu code path with other sizes and asset names, never a separate
+implementation: nothing outside this file branches on the profile's name.
+
+Every figure and every number the notebooks produce is labelled with ``profile.name``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_VAR = "DPO_LAB_PROFILE"
+RESULTS_ENV_VAR = "DPO_LAB_RESULTS"
+DEFAULT_PROFILE = "cpu"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every size knob, grouped by the notebooks that use it.
+
+    Sizes only: code paths never depend on the profile (ARCHITECTURE.md).
+    """
+
+    name: str
+    description: str
+    seed: int = 0
+
+    # --- notebooks 01-03: toy bandits -------------------------------------------------------
+    bandit_trials: int = 20  # random bandits on which closed forms are checked
+    mc_samples: int = 200_000  # Monte Carlo draws for the Plackett-Luce / Gumbel checks
+    bandit_dataset_sizes: tuple[int, ...] = (100, 1_000, 10_000, 100_000)  # preferences, nb 03
+    bandit_train_steps: int = 2_000  # full-batch optimiser steps per bandit fit, nb 03
+
+    # --- language model (notebooks 04-05) ---------------------------------------------------
+    model_name: str | None = None  # hub name or local path; None = a fresh GPT-2 of the sizes below
+    tokenizer_name: str | None = None  # None = offline GPT-2 BPE (lm.load_tokenizer)
+    n_layer: int = 4
+    n_embd: int = 256
+    n_head: int = 4
+    n_positions: int = 128
+
+    # --- notebook 04: the IMDb task ---------------------------------------------------------
+    dataset_name: str | None = None  # "stanfordnlp/imdb" from the hub; None = bundled reviews
+    gold_reward_name: str | None = None  # hub classifier; None = the offline classifier
+    sft_steps: int = 600
+    sft_batch_size: int = 16
+    sft_lr: float = 1e-3
+    n_prompts: int = 2_000  # prompts used to build preference pairs
+    samples_per_prompt: int = 4  # completions per prompt -> all 6 pairs (paper: 4)
+    max_new_tokens: int = 48
+    n_test_prompts: int = 256  # held-out prompts for evaluation
+
+    # --- notebook 05: preference training sweep ---------------------------------------------
+    pref_optimizer: str = "adamw"  # paper: "rmsprop"
+    pref_lr: float = 1e-4  # paper: 1e-6
+    pref_warmup_steps: int = 10  # paper: 150
+    pref_batch_size: int = 32  # pairs per optimiser step (paper: 64)
+    pref_steps: int = 120
+    eval_every: int = 40  # paper: every 100 steps
+    eval_samples_per_prompt: int = 1
+    dpo_betas: tuple[float, ...] = (0.05, 0.1, 1.0, 5.0)
+    unlikelihood_alphas: tuple[float, ...] = (0.05, 0.1, 0.5, 1.0)
+    seeds: tuple[int, ...] = (0, 1)
+
+    def replace(self, **changes) -> "Profile":
+        """A copy with some knobs changed (profiles are frozen)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        description="CI: tiny models, proves the machinery",
+        bandit_trials=5,
+        mc_samples=50_000,
+        bandit_dataset_sizes=(100, 1_000, 10_000),
+        bandit_train_steps=500,
+        n_layer=2,
+        n_embd=32,
+        n_head=2,
+        n_positions=64,
+        sft_steps=20,
+        sft_batch_size=8,
+        n_prompts=16,
+        max_new_tokens=12,
+        n_test_prompts=16,
+        pref_batch_size=8,
+        pref_steps=6,
+        pref_warmup_steps=2,
+        eval_every=3,
+        seeds=(0,),
+    ),
+    "cpu": Profile(
+        name="cpu",
+        description="a faithful small replica for a 2-core laptop (no GPU, no network)",
+    ),
+    "gpu": Profile(
+        name="gpu",
+        description="paper scale: gpt2-large, IMDb and the siebert classifier from the hubs",
+        model_name="gpt2-large",
+        tokenizer_name="gpt2-large",
+        dataset_name="stanfordnlp/imdb",
+        gold_reward_name="siebert/sentiment-roberta-large-english",
+        n_layer=36,
+        n_embd=1280,
+        n_head=20,
+        n_positions=1024,
+        sft_steps=0,  # 0 = one full epoch over the SFT split (paper)
+        sft_batch_size=64,
+        sft_lr=1e-5,
+        n_prompts=25_000,
+        n_test_prompts=512,
+        pref_optimizer="rmsprop",
+        pref_lr=1e-6,
+        pref_warmup_steps=150,
+        pref_batch_size=64,
+        pref_steps=2_000,
+        eval_every=100,
+        eval_samples_per_prompt=4,
+        seeds=(0, 1, 2),
+    ),
+}
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """The profile called ``name``; with no name, the one ``DPO_LAB_PROFILE`` selects (default cpu)."""
+    if name is None:
+        name = os.environ.get(ENV_VAR, "").strip() or DEFAULT_PROFILE
+    key = name.strip().lower()
+    if key not in PROFILES:
+        raise ValueError(
+            f"unknown profile {name!r} (from argument or ${ENV_VAR}); valid profiles: "
+            + ", ".join(PROFILES)
+        )
+    return PROFILES[key]
+
+
+def device() -> str:
+    """'cuda' when a GPU is visible, else 'cpu'. Training uses bf16 autocast on CUDA and fp32 on CPU
+    (bf16 matmul is about 400x slower than fp32 on the CPUs this package was built on)."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def project_root() -> Path:
+    """The checkout this package runs from (the folder holding pyproject.toml), else the cwd."""
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "pyproject.toml").exists() else Path.cwd()
+
+
+def results_dir(profile: Profile | None = None) -> Path:
+    """Where runs, figures and reports of a profile go: ``$DPO_LAB_RESULTS/<profile>`` or
+    ``<checkout>/results/<profile>``. Git-ignored; created on demand."""
+    profile = profile or get_profile()
+    base = os.environ.get(RESULTS_ENV_VAR)
+    root = Path(base) if base else project_root() / "results"
+    path = root / profile.name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def setup(seed: int | None = None) -> Profile:
+    """The first code cell of every notebook: resolve the profile, seed numpy and torch, and print
+    the profile, device and versions so every output says what made it."""
+    import numpy as np
+
+    profile = get_profile()
+    seed = profile.seed if seed is None else seed
+    np.random.seed(seed)
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+        torch_version = torch.__version__
+    except ImportError:  # the theory notebooks do not need torch
+        torch_version = "not installed"
+    print(f"dpo_lab profile: {profile.name} ({profile.description})")
+    print(f"device: {device() if torch_version != 'not installed' else 'cpu'} | "
+          f"python {platform.python_version()} | numpy {np.__version__} | torch {torch_version}")
+    print(f"results: {results_dir(profile)}")
+    return profile

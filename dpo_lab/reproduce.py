@@ -1,0 +1,72 @@
+"""``make reproduce``: execute every notebook in order and collect the results.
+
+Introduced in notebook 00. Executed copies go to ``<results>/notebooks/``, figures to
+``<results>/figures/`` (the notebooks save them), and ``<results>/REPORT.md`` lists the headline
+numbers and each notebook's run time. Finished training runs are reused from the run store, so a
+second ``make reproduce`` only re-executes the notebooks.
+
+    python -m dpo_lab.reproduce [--only 03] [--timeout SECONDS]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import config as _config
+from .report import write_report
+
+
+def notebooks(root: Path | None = None) -> list[Path]:
+    """The numbered notebooks, in reading order."""
+    folder = (root or _config.project_root()) / "notebooks"
+    return sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+
+
+def execute(path: Path, out_dir: Path, timeout: int) -> float:
+    """Execute one notebook (working directory = notebooks/) and write the executed copy; seconds taken."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}})
+    try:
+        client.execute()
+    finally:
+        nbformat.write(nb, out_dir / path.name)
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", default=None, help="notebook number prefixes, e.g. 01 03")
+    parser.add_argument("--timeout", type=int, default=3600, help="seconds allowed per cell")
+    args = parser.parse_args(argv)
+
+    profile = _config.get_profile()
+    os.environ[_config.ENV_VAR] = profile.name  # the kernels inherit it
+    out_dir = _config.results_dir(profile) / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [p for p in notebooks() if not args.only or p.name[:2] in args.only]
+    print(f"dpo_lab reproduce: profile {profile.name}, {len(paths)} notebooks -> {out_dir.parent}")
+    timings: dict[str, float] = {}
+    for i, path in enumerate(paths, start=1):
+        print(f"[{i}/{len(paths)}] {path.name} ...", end=" ", flush=True)
+        try:
+            timings[path.name] = execute(path, out_dir, args.timeout)
+        except Exception as err:  # noqa: BLE001 - report which notebook failed, keep what ran
+            print(f"FAILED\n{err}\nexecuted copy with the error: {out_dir / path.name}")
+            write_report(profile, timings)
+            return 1
+        print(f"done in {timings[path.name]:.0f} s", flush=True)
+    report = write_report(profile, timings)
+    print(f"report: {report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
