@@ -152,6 +152,17 @@ def get_profile(name: str | None = None) -> Profile:
     return PROFILES[key]
 
 
+def profile_table(names: tuple[str, ...] = tuple(PROFILES)) -> str:
+    """A plain-text table of every knob (rows) in each profile (columns), for notebook 00."""
+    rows = [("knob", *names)]
+    for field in dataclasses.fields(Profile):
+        if field.name in ("name", "description"):
+            continue
+        rows.append((field.name, *(str(getattr(PROFILES[n], field.name)) for n in names)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
 def device() -> str:
     """'cuda' when a GPU is visible, else 'cpu'. Training uses bf16 autocast on CUDA and fp32 on CPU
     (bf16 matmul is about 400x slower than fp32 on the CPUs this package was built on)."""

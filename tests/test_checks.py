@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+import torch
+
+from dpo_lab import checks
+
+
+def test_check_close_passes_and_prints(capsys):
+    checks.check_close("same", [1.0, 2.0], np.array([1.0, 2.0]))
+    assert "PASS  same" in capsys.readouterr().out
+
+
+def test_check_close_accepts_torch_tensors():
+    checks.check_close("tensor", torch.tensor([0.5]), [0.5])
+
+
+def test_check_close_fails_with_what_was_expected(capsys):
+    with pytest.raises(AssertionError, match="max abs error"):
+        checks.check_close("off", [1.0, 2.0], [1.0, 2.5])
+    out = capsys.readouterr().out
+    assert "FAIL  off" in out and "expected" in out
+
+
+def test_check_close_fails_on_shape_mismatch():
+    with pytest.raises(AssertionError, match="shape"):
+        checks.check_close("shape", [1.0, 2.0], [[1.0, 2.0]])
+
+
+def test_check_close_rejects_nan():
+    with pytest.raises(AssertionError):
+        checks.check_close("nan", [np.nan], [np.nan])
+
+
+def test_check_function_compares_on_every_case(capsys):
+    checks.check_function("double", lambda x: 2 * x, lambda x: x + x, [(np.arange(3.0),), (np.ones(2),)])
+    assert "all 2 random cases" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="case 1"):
+        checks.check_function("wrong", lambda x: x if x.size < 3 else 2 * x, lambda x: x, [(np.ones(2),), (np.ones(3),)])
+
+
+def test_check_function_explains_a_missing_solution():
+    def stub(x):
+        raise NotImplementedError()
+
+    with pytest.raises(AssertionError, match="not implemented yet"):
+        checks.check_function("stub", stub, lambda x: x, [(1.0,)])
+
+
+def test_check_function_needs_cases():
+    with pytest.raises(ValueError, match="at least one case"):
+        checks.check_function("empty", lambda x: x, lambda x: x, [])
+
+
+def test_check_true():
+    checks.check_true("holds", 1 < 2, "never shown")
+    with pytest.raises(AssertionError, match="expected a positive number"):
+        checks.check_true("fails", False, "expected a positive number")

@@ -1,0 +1,85 @@
+import dataclasses
+
+import pytest
+
+from dpo_lab import config
+
+
+def test_default_profile_is_cpu(monkeypatch):
+    monkeypatch.delenv(config.ENV_VAR, raising=False)
+    assert config.get_profile().name == "cpu"
+
+
+@pytest.mark.parametrize("name", ["smoke", "cpu", "gpu", " GPU "])
+def test_env_var_selects_profile(monkeypatch, name):
+    monkeypatch.setenv(config.ENV_VAR, name)
+    assert config.get_profile().name == name.strip().lower()
+
+
+def test_unknown_profile_lists_valid_ones(monkeypatch):
+    monkeypatch.setenv(config.ENV_VAR, "laptop")
+    with pytest.raises(ValueError) as err:
+        config.get_profile()
+    message = str(err.value)
+    assert "'laptop'" in message and config.ENV_VAR in message
+    for valid in ("smoke", "cpu", "gpu"):
+        assert valid in message
+
+
+def test_profiles_are_frozen_and_complete():
+    fields = {f.name for f in dataclasses.fields(config.Profile)}
+    for name, profile in config.PROFILES.items():
+        assert profile.name == name
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            profile.seed = 1  # type: ignore[misc]
+        assert set(profile.to_dict()) == fields
+
+
+def test_gpu_profile_names_the_paper_assets():
+    gpu = config.PROFILES["gpu"]
+    assert gpu.model_name == "gpt2-large"
+    assert gpu.dataset_name == "stanfordnlp/imdb"
+    assert gpu.gold_reward_name == "siebert/sentiment-roberta-large-english"
+    assert (gpu.pref_optimizer, gpu.pref_lr, gpu.pref_warmup_steps, gpu.pref_batch_size) == ("rmsprop", 1e-6, 150, 64)
+    assert set(gpu.dpo_betas) == {0.05, 0.1, 1.0, 5.0}
+
+
+@pytest.mark.parametrize("name", ["smoke", "cpu"])
+def test_offline_profiles_never_name_a_hub_asset(name):
+    profile = config.PROFILES[name]
+    assert profile.model_name is None and profile.dataset_name is None
+    assert profile.gold_reward_name is None and profile.tokenizer_name is None
+
+
+def test_smoke_is_smaller_than_cpu_smaller_than_gpu():
+    smoke, cpu, gpu = (config.PROFILES[n] for n in ("smoke", "cpu", "gpu"))
+    for knob in ("n_embd", "n_prompts", "n_test_prompts", "pref_steps"):
+        assert getattr(smoke, knob) < getattr(cpu, knob) < getattr(gpu, knob), knob
+
+
+def test_replace_returns_a_changed_copy():
+    cpu = config.PROFILES["cpu"]
+    changed = cpu.replace(pref_steps=3)
+    assert changed.pref_steps == 3 and cpu.pref_steps != 3
+
+
+def test_results_dir_is_per_profile(monkeypatch, tmp_path):
+    monkeypatch.setenv(config.RESULTS_ENV_VAR, str(tmp_path))
+    path = config.results_dir(config.PROFILES["smoke"])
+    assert path == tmp_path / "smoke" and path.is_dir()
+
+
+def test_setup_prints_profile_and_device(monkeypatch, capsys):
+    monkeypatch.setenv(config.ENV_VAR, "smoke")
+    profile = config.setup()
+    out = capsys.readouterr().out
+    assert profile.name == "smoke"
+    assert "profile: smoke" in out and "device: cpu" in out
+
+
+def test_profile_table_shows_every_knob_per_profile():
+    table = config.profile_table().splitlines()
+    assert table[0].split() == ["knob", "smoke", "cpu", "gpu"]
+    knobs = {line.split()[0] for line in table[1:]}
+    assert knobs == {f.name for f in dataclasses.fields(config.Profile)} - {"name", "description"}
+    assert any(line.startswith("model_name") and "gpt2-large" in line for line in table)
