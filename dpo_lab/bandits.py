@@ -430,6 +430,21 @@ def sample_preferences(bandit_or_reward, n, rng, ref_policy=None, context_probs=
     return Preferences(context, ranked[:, 0], ranked[:, 1])
 
 
+def _check_finite_mle(wins: np.ndarray) -> None:
+    """The BT likelihood has a finite maximiser iff, among actions that are compared at all, everyone
+    who beats someone can be beaten back through a chain of wins (the win graph is strongly connected
+    within each component)."""
+    n_act = wins.shape[-1]
+    reach = ((wins > 0) | np.eye(n_act, dtype=bool)).astype(np.float64)
+    for _ in range(int(np.ceil(np.log2(n_act))) + 1):  # transitive closure by repeated squaring
+        reach = np.minimum(reach @ reach, 1.0)
+    one_way = (reach > 0) & (reach.transpose(0, 2, 1) == 0)
+    if one_way.any():
+        x, i, j = np.argwhere(one_way)[0]
+        raise ValueError(f"preferences: the maximum-likelihood reward is infinite: in context {x}, action "
+                         f"{i} beats action {j} (through a chain of wins) but is never beaten back")
+
+
 def fit_reward(context, chosen, rejected, init, tol: float = 1e-12, max_iter: int = 200) -> np.ndarray:
     """Maximum-likelihood Bradley-Terry reward on a table (Eq. 2), by damped Newton per context.
 
@@ -441,8 +456,8 @@ def fit_reward(context, chosen, rejected, init, tol: float = 1e-12, max_iter: in
 
     context, chosen, rejected (n,) int; init (n_contexts, K) or (K,) (then context must be 0);
     tol: stop when every context's mean log-likelihood gradient is below it
-    ->  reward of init's shape. RuntimeError if not converged (e.g. an action that never loses has
-    an infinite MLE).
+    ->  reward of init's shape. ValueError when the MLE is infinite (an action, or a group of them,
+    never beaten by the others); RuntimeError if not converged within max_iter.
     """
     init = _finite(init, "init")
     r = np.atleast_2d(init).copy()
@@ -460,6 +475,7 @@ def fit_reward(context, chosen, rejected, init, tol: float = 1e-12, max_iter: in
         raise ValueError("chosen/rejected: a pair compares an action with itself")
     wins = np.zeros((n_ctx, n_act, n_act))
     np.add.at(wins, tuple(idx), 1.0)
+    _check_finite_mle(wins)
     n_pairs = np.maximum(wins.sum(axis=(1, 2)), 1.0)[:, None]
     games = wins + wins.transpose(0, 2, 1)
 
@@ -489,7 +505,7 @@ def fit_reward(context, chosen, rejected, init, tol: float = 1e-12, max_iter: in
         r = r + np.where(ok[:, None], step, 0.0)
         damping = np.where(ok[:, None, None], np.maximum(damping / 10.0, 1e-12), damping)
     raise RuntimeError(f"fit_reward: no convergence in {max_iter} damped Newton steps (max gradient "
-                       f"{np.abs(grad).max():.2g}); is some action never beaten (infinite MLE)?")
+                       f"{np.abs(grad).max():.2g})")
 
 
 # --- named instances used across notebooks -------------------------------------------------------
