@@ -32,7 +32,8 @@ ref_rejected_logps, beta, **extra)``; ``extra`` is empty except for
 * ``"odpo"``: ``offset=...``, a float or a ``(B,)`` tensor (build it with :func:`odpo_offset`).
 
 The ranking loss (:func:`plackett_luce_dpo_loss`) and the token-level baselines
-(:func:`preferred_ft_loss`, :func:`unlikelihood_loss`) take other inputs and are not in the registry.
+(:func:`preferred_ft_loss`, :func:`unlikelihood_loss`) take other inputs and are not in the registry;
+neither is :func:`unweighted_loss`, DPO without its weight, which exists to be shown failing.
 
 Bad inputs raise ``ValueError`` naming the argument: mismatched shapes, NaN or infinite log-probs,
 ``beta <= 0``, ``label_smoothing`` outside ``[0, 0.5)``, a NaN or infinite offset.
@@ -256,6 +257,33 @@ def hinge_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.T
                                ref_chosen_logps, ref_rejected_logps)
     beta = _check_positive("beta", beta)
     return torch.relu(1.0 - beta * margin)
+
+
+def unweighted_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
+                    ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor,
+                    beta: float) -> torch.Tensor:
+    """DPO's update with its weight removed: ``loss = -beta * h``, a cautionary example.
+
+    Its gradient is ``-beta * [grad log pi(y_w) - grad log pi(y_l)]``, the DPO gradient (DPO
+    appendix A.4) with the weight ``sigma(r_hat_l - r_hat_w)`` replaced by 1. Without the weight a pair
+    keeps pushing after it is ranked correctly: the loss is unbounded below and has no minimiser,
+    which is why the DPO paper reports that this naive version degenerates (Sec. 4). Not in
+    ``PAIRWISE_LOSSES``: it is there to be shown failing.
+
+    ==========  =====  ============================================
+    argument    shape  meaning
+    ==========  =====  ============================================
+    4 logps     (B,)   summed log-probs (see the module docstring)
+    beta        float  > 0
+    returns     (B,)   per-pair loss (unbounded below)
+    ==========  =====  ============================================
+
+    Introduced in notebook 03.
+    """
+    margin = _log_ratio_margin(policy_chosen_logps, policy_rejected_logps,
+                               ref_chosen_logps, ref_rejected_logps)
+    beta = _check_positive("beta", beta)
+    return -beta * margin
 
 
 def plackett_luce_dpo_loss(policy_logps: torch.Tensor, ref_logps: torch.Tensor,

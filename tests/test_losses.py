@@ -6,9 +6,9 @@ import torch
 
 from dpo_lab.losses import (PAIRWISE_LOSSES, dpo_loss, hinge_loss, ipo_loss, odpo_loss, odpo_offset,
                             plackett_luce_dpo_loss, preference_metrics, preferred_ft_loss,
-                            unlikelihood_loss)
+                            unlikelihood_loss, unweighted_loss)
 
-PAIRWISE = [dpo_loss, ipo_loss, hinge_loss]
+PAIRWISE = [dpo_loss, ipo_loss, hinge_loss, unweighted_loss]
 ARG_NAMES = ["policy_chosen_logps", "policy_rejected_logps", "ref_chosen_logps", "ref_rejected_logps"]
 
 
@@ -54,6 +54,17 @@ def test_ipo_hand_value():
 def test_hinge_hand_value():
     assert hinge_loss(*pair(), beta=0.5).item() == pytest.approx(0.5, rel=1e-12)
     assert hinge_loss(*pair(), beta=2.0).item() == 0.0
+
+
+def test_unweighted_hand_value():
+    assert unweighted_loss(*pair(), beta=0.5).item() == pytest.approx(-0.5, rel=1e-12)
+
+
+def test_unweighted_gradient_is_dpo_without_weight():
+    pc, pr, rc, rr = random_pairs(requires_grad=True)
+    unweighted_loss(pc, pr, rc, rr, 0.4).sum().backward()
+    torch.testing.assert_close(pc.grad, torch.full_like(pc, -0.4))
+    torch.testing.assert_close(pr.grad, torch.full_like(pr, 0.4))
 
 
 def test_odpo_hand_value():
@@ -188,7 +199,7 @@ def test_dpo_gradient_is_the_weighted_update():
 
 @pytest.mark.parametrize("fn,kwargs", [
     (dpo_loss, {}), (dpo_loss, {"label_smoothing": 0.2}), (ipo_loss, {}), (hinge_loss, {}),
-    (odpo_loss, {"offset": 0.7}),
+    (odpo_loss, {"offset": 0.7}), (unweighted_loss, {}),
 ])
 def test_gradcheck_pairwise(fn, kwargs):
     # h stays in (-5, 5) with beta = 0.3, away from the hinge kink at beta * h = 1 for this seed
@@ -237,7 +248,7 @@ def test_padding_gets_no_gradient_even_when_nan():
 @pytest.mark.parametrize("sign", [1.0, -1.0])
 @pytest.mark.parametrize("fn,kwargs", [
     (dpo_loss, {}), (dpo_loss, {"label_smoothing": 0.1}), (ipo_loss, {}), (hinge_loss, {}),
-    (odpo_loss, {"offset": 2.0}),
+    (odpo_loss, {"offset": 2.0}), (unweighted_loss, {}),
 ])
 def test_extreme_margins_finite(fn, kwargs, sign, dtype):
     pc = torch.tensor([sign * 5e3], dtype=dtype, requires_grad=True)
