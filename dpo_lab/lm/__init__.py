@@ -1,0 +1,25 @@
+"""The language-model engine of dpo_lab: tokenizer and model loading, exact sequence log-probs,
+sampling, KL estimation and one resumable SFT / preference trainer.
+
+Introduced in notebook 04. It knows no task (nothing here imports ``dpo_lab.sentiment``): it takes
+token ids and returns numbers. One file per concern:
+
+==============  ==============================================================================
+module          public names
+==============  ==============================================================================
+tokenizer       ``load_tokenizer(name_or_path=None)``: GPT-2 BPE offline, or a saved folder
+model           ``gpt2_config(tokenizer, profile)``, ``load_model(name_or_path_or_config)``,
+                ``save_model(model, tokenizer, path)``; device/precision policy
+logprobs        ``sequence_logprobs(model, prompt_ids, response_ids, ...)`` -> (N,)
+==============  ==============================================================================
+
+Conventions: EOS = pad (GPT-2's ``<|endoftext|>``, id 50256); prompts and responses are tokenized
+separately (``tokenizer(texts, add_special_tokens=False)["input_ids"]``) and passed as lists of
+token-id lists; CUDA uses bf16 autocast, the CPU float32.
+"""
+from .logprobs import TokenLogprobs, sequence_logprobs
+from .model import gpt2_config, load_model, save_model
+from .tokenizer import load_tokenizer
+
+__all__ = ["load_tokenizer", "gpt2_config", "load_model", "save_model", "sequence_logprobs",
+           "TokenLogprobs"]

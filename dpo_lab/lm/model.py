@@ -1,0 +1,103 @@
+"""Models: build, load and save GPT-2-style causal LMs, and the device/precision policy.
+
+Introduced in notebook 04. The engine works with any Hugging Face causal LM whose ``base_model``
+returns hidden states and whose output embedding is the LM head (GPT-2 in every profile).
+
+Device and precision policy (REFERENCE.md 4.4 and 7), applied everywhere in ``dpo_lab.lm``:
+
+==========  ===============  =================================================================
+device      weights          matmuls
+==========  ===============  =================================================================
+cuda        float32          bfloat16 autocast (fp16 gives NaN rewards; bf16 does not)
+cpu         float32          float32: bf16 matmul is about 400x slower on the CPUs used here
+==========  ===============  =================================================================
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+
+from .. import config as _config
+
+
+def gpt2_config(tokenizer, profile: _config.Profile | None = None):
+    """A ``GPT2Config`` for a fresh model of the profile's size that matches ``tokenizer``.
+
+    Sizes come from ``profile`` (default: the active one): ``n_layer``, ``n_embd``, ``n_head``,
+    ``n_positions``. The vocabulary size and the BOS/EOS ids come from the tokenizer, so a small
+    trained BPE (8k tokens) gets an 8k embedding and the right EOS id instead of GPT-2's 50256.
+
+    Introduced in notebook 04.
+    """
+    from transformers import GPT2Config
+
+    profile = profile or _config.get_profile()
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError("tokenizer has no EOS token (load it with dpo_lab.lm.load_tokenizer)")
+    return GPT2Config(vocab_size=len(tokenizer), n_positions=profile.n_positions,
+                      n_embd=profile.n_embd, n_layer=profile.n_layer, n_head=profile.n_head,
+                      bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
+
+
+def load_model(name_or_path_or_config, seed: int | None = None, device: str | None = None):
+    """A causal LM in float32 on ``device`` (default :func:`dpo_lab.config.device`), in eval mode.
+
+    ============================  ==================================================================
+    name_or_path_or_config        what is loaded
+    ============================  ==================================================================
+    a ``GPT2Config``              a freshly initialised GPT-2 (build the config with
+                                  :func:`gpt2_config`); ``seed`` makes the initialisation
+                                  reproducible without touching the global RNG
+    a folder                      weights written by :func:`save_model` (or ``save_pretrained``)
+    a hub name                    ``AutoModelForCausalLM.from_pretrained`` (gpu profile: gpt2-large)
+    ============================  ==================================================================
+
+    Eval mode means dropout off: the engine never uses dropout (see :mod:`dpo_lab.lm.train`).
+
+    Introduced in notebook 04.
+    """
+    from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+
+    device = device or _config.device()
+    if isinstance(name_or_path_or_config, GPT2Config):
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            model = GPT2LMHeadModel(name_or_path_or_config)
+    elif isinstance(name_or_path_or_config, (str, Path)) and str(name_or_path_or_config).strip():
+        model = AutoModelForCausalLM.from_pretrained(str(name_or_path_or_config), dtype=torch.float32)
+    else:
+        raise ValueError("name_or_path_or_config must be a GPT2Config, a folder or a hub name, got "
+                         f"{type(name_or_path_or_config).__name__}")
+    return model.to(device=device, dtype=torch.float32).eval()
+
+
+def save_model(model, tokenizer, path: str | Path) -> Path:
+    """Write ``model`` (and ``tokenizer`` unless None) to the folder ``path``; returns the path.
+
+    ``load_model(path)`` and ``load_tokenizer(path)`` read them back unchanged.
+
+    Introduced in notebook 04.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(path)
+    return path
+
+
+def model_device(model) -> torch.device:
+    """The device holding the model's parameters."""
+    return next(model.parameters()).device
+
+
+def autocast(device: torch.device | str):
+    """The precision context for forward passes on ``device`` (module docstring: bf16 on CUDA only)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

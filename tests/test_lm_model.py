@@ -1,0 +1,71 @@
+"""Model building, saving and loading, and the precision policy (dpo_lab.lm.model)."""
+import pytest
+import torch
+from transformers import GPT2Config
+
+from dpo_lab import config
+from dpo_lab.lm import gpt2_config, load_model, load_tokenizer, save_model
+from dpo_lab.lm.model import autocast, model_device
+
+TINY = GPT2Config(vocab_size=300, n_layer=2, n_embd=32, n_head=2, n_positions=64,
+                  bos_token_id=299, eos_token_id=299)
+
+
+def test_seeded_initialisation_is_reproducible_and_leaves_the_global_rng_alone():
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    a, b = load_model(TINY, seed=7), load_model(TINY, seed=7)
+    assert torch.equal(torch.rand(3), expected_next)
+    for (name, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters()):
+        assert torch.equal(pa, pb), name
+    c = load_model(TINY, seed=8)
+    assert not torch.equal(a.lm_head.weight, c.lm_head.weight)
+
+
+def test_loaded_model_is_float32_in_eval_mode_on_the_configured_device():
+    model = load_model(TINY, seed=0)
+    assert not model.training
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert model_device(model).type == config.device()
+    assert model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()  # tied head
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = load_model(TINY, seed=0)
+    tokenizer = load_tokenizer()
+    path = save_model(model, tokenizer, tmp_path / "m")
+    again = load_model(path)
+    ids = torch.tensor([[1, 5, 9, 299]])
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, again(ids).logits)
+    assert load_tokenizer(path)("This movie was", add_special_tokens=False)["input_ids"] == [1212, 3807, 373]
+    save_model(model, None, tmp_path / "weights_only")
+    assert not (tmp_path / "weights_only" / "tokenizer.json").exists()
+
+
+def test_gpt2_config_takes_sizes_from_the_profile_and_ids_from_the_tokenizer():
+    smoke = config.get_profile("smoke")
+    tokenizer = type("Tok", (), {"eos_token_id": 41, "__len__": lambda self: 42})()
+    cfg = gpt2_config(tokenizer, smoke)
+    assert (cfg.vocab_size, cfg.eos_token_id, cfg.bos_token_id) == (42, 41, 41)
+    assert (cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_positions) == (
+        smoke.n_layer, smoke.n_embd, smoke.n_head, smoke.n_positions)
+
+
+def test_gpt2_config_refuses_a_tokenizer_without_eos():
+    tokenizer = type("Tok", (), {"eos_token_id": None, "__len__": lambda self: 10})()
+    with pytest.raises(ValueError, match="no EOS"):
+        gpt2_config(tokenizer)
+
+
+@pytest.mark.parametrize("bad", [42, "", None, {"n_layer": 2}])
+def test_load_model_refuses_what_it_cannot_load(bad):
+    with pytest.raises(ValueError, match="name_or_path_or_config"):
+        load_model(bad)
+
+
+def test_cpu_precision_is_float32():
+    x = torch.randn(4, 4)
+    with autocast("cpu"):
+        assert (x @ x).dtype == torch.float32
