@@ -1,0 +1,136 @@
+"""Exact sequence log-probs (dpo_lab.lm.logprobs): agreement with a naive loop, invariance to
+batching and padding, EOS handling, per-token output and every bad input."""
+import random
+
+import pytest
+import torch
+from transformers import GPT2Config
+
+from dpo_lab.lm import TokenLogprobs, load_model, sequence_logprobs
+from dpo_lab.lm.logprobs import pad_pairs, prepare_pairs, token_logprobs
+
+EOS = 299
+TINY = GPT2Config(vocab_size=300, n_layer=2, n_embd=32, n_head=2, n_positions=64,
+                  bos_token_id=EOS, eos_token_id=EOS)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model(TINY, seed=0)
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    rng = random.Random(0)
+    prompts = [[rng.randrange(EOS) for _ in range(rng.randint(1, 8))] for _ in range(12)]
+    responses = [[rng.randrange(EOS) for _ in range(rng.randint(1, 30))] for _ in range(12)]
+    responses[3][len(responses[3]) // 2] = EOS  # an EOS inside a response must still be scored
+    return prompts, responses
+
+
+def naive_token_logps(model, prompt, response):
+    """One unpadded sequence, full log-softmax, then gather: slow and obviously right."""
+    ids = torch.tensor([prompt + response])
+    with torch.no_grad():
+        logp = model(ids).logits[0].double().log_softmax(-1)
+    return torch.stack([logp[len(prompt) - 1 + j, t] for j, t in enumerate(response)])
+
+
+def test_matches_a_naive_one_sequence_loop(model, pairs):
+    prompts, responses = pairs
+    got = sequence_logprobs(model, prompts, responses)
+    expected = torch.stack([naive_token_logps(model, p, r + [EOS]).sum() for p, r in zip(prompts, responses)])
+    assert got.shape == (12,) and got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), expected, rtol=1e-6, atol=1e-4)
+
+
+def test_invariant_to_batch_size_order_and_padding(model, pairs):
+    prompts, responses = pairs
+    alone = sequence_logprobs(model, prompts, responses, batch_size=1)
+    for batch_size in (3, 7, 12):
+        assert (sequence_logprobs(model, prompts, responses, batch_size=batch_size) - alone).abs().max() <= 1e-5
+    reversed_ = sequence_logprobs(model, prompts[::-1], responses[::-1], batch_size=12).flip(0)
+    assert (reversed_ - alone).abs().max() <= 1e-5
+    # the shortest pair padded next to a 60-token neighbour
+    padded = sequence_logprobs(model, [prompts[0], [1] * 30], [responses[0], [2] * 29], batch_size=2)
+    assert abs(padded[0] - alone[0]) <= 1e-5
+
+
+def test_eos_is_appended_unless_told_not_to(model, pairs):
+    prompts, responses = pairs
+    with_eos = sequence_logprobs(model, prompts, responses)
+    explicit = sequence_logprobs(model, prompts, [r + [EOS] for r in responses], add_eos=False)
+    assert torch.equal(with_eos, explicit)
+    without = sequence_logprobs(model, prompts, responses, add_eos=False)
+    eos_term = torch.stack([naive_token_logps(model, p, r + [EOS])[-1] for p, r in zip(prompts, responses)])
+    torch.testing.assert_close((with_eos - without).double(), eos_term, rtol=1e-5, atol=1e-4)
+
+
+def test_per_token_output(model, pairs):
+    prompts, responses = pairs
+    out = sequence_logprobs(model, prompts, responses, per_token=True, batch_size=5)
+    assert isinstance(out, TokenLogprobs)
+    longest = max(len(r) for r in responses) + 1
+    assert out.token_logps.shape == out.mask.shape == (12, longest)
+    assert out.mask.sum(1).tolist() == [len(r) + 1 for r in responses]
+    assert torch.all(out.token_logps[~out.mask] == 0)
+    assert torch.equal(out.logps, out.token_logps.sum(1))
+    for i in (0, 3):
+        n = len(responses[i]) + 1
+        expected = naive_token_logps(model, prompts[i], responses[i] + [EOS])
+        torch.testing.assert_close(out.token_logps[i, :n].double(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_pad_pairs_layout():
+    batch = pad_pairs([[5, 6], [7]], [[1, 2, 3], [4]], pad_id=EOS)
+    assert batch.input_ids.tolist() == [[5, 6, 1, 2, 3], [7, 4, EOS, EOS, EOS]]
+    assert batch.attention_mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]
+    assert batch.position_ids.tolist() == [[0, 1, 2, 3, 4], [0, 1, 1, 1, 1]]
+    assert batch.predict_mask.int().tolist() == [[0, 1, 1, 1, 0], [1, 0, 0, 0, 0]]
+    assert batch.targets.tolist() == [1, 2, 3, 4]
+    assert batch.response_mask.int().tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_token_logprobs_is_differentiable_and_agrees(model, pairs):
+    prompts, responses = prepare_pairs(model, *pairs)
+    batch = pad_pairs(prompts, responses, EOS)
+    token = token_logprobs(model, batch)
+    token.sum().backward()
+    grad = model.lm_head.weight.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+    model.zero_grad(set_to_none=True)
+    torch.testing.assert_close(token.detach().sum(1), sequence_logprobs(model, *pairs), rtol=0, atol=1e-5)
+
+
+def test_model_mode_is_restored_and_no_graph_is_built(model, pairs):
+    model.train()
+    try:
+        out = sequence_logprobs(model, *pairs)
+        assert model.training and not out.requires_grad
+    finally:
+        model.eval()
+
+
+@pytest.mark.parametrize("prompts, responses, kwargs, match", [
+    ([[1], [2]], [[3]], {}, "prompt_ids has 2 entries but response_ids has 1"),
+    ([], [], {}, "prompt_ids is empty"),
+    ([[1], []], [[3], [4]], {}, r"prompt_ids\[1\] is empty"),
+    ([[1]], [[]], {}, r"response_ids\[0\] is empty"),
+    ([[1, 300]], [[3]], {}, r"prompt_ids\[0\] holds token id 300 outside the vocabulary \[0, 300\)"),
+    ([[1]], [[-1]], {}, r"response_ids\[0\] holds token id -1"),
+    ([[1]], [[3, EOS]], {}, r"response_ids\[0\] already ends with EOS"),
+    ([[1]], [[3] * 63], {}, r"pair 0: prompt \(1 tokens\) \+ response \(64 tokens, EOS included\) = 65 > "
+                            r"the model's context of 64"),
+    ([[1] * 10], [[3] * 55], {"add_eos": False}, r"pair 0: .* = 65 > the model's context"),
+    (["a prompt"], [[3]], {}, r"prompt_ids\[0\] must be a list of token ids, got str"),
+    ([[1.5]], [[3]], {}, r"prompt_ids\[0\] must hold integer token ids"),
+    ([[1]], [[3]], {"batch_size": 0}, "batch_size must be a positive integer"),
+    ([[1]], [[3]], {"eos_id": 300}, "eos_id must be a token id below the vocabulary size 300"),
+])
+def test_bad_inputs_are_refused(model, prompts, responses, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        sequence_logprobs(model, prompts, responses, **kwargs)
+
+
+def test_a_pair_that_exactly_fills_the_context_is_accepted(model):
+    assert sequence_logprobs(model, [[1]], [[3] * 62]).shape == (1,)
