@@ -7,18 +7,18 @@ A *bandit* here is the DPO setting with the language model taken out: a context 
 finite set of actions ``y`` (completions). Every function is vectorised over contexts: the last axis
 is always the action axis and leading axes broadcast.
 
-==============  ==============================  =======================================================
-name            shape                           meaning
-==============  ==============================  =======================================================
+==============  ===============================  ===============================================
+name            shape                            meaning
+==============  ===============================  ===============================================
 ``reward``      (n_contexts, n_actions) or (K,)  r(x, y); finite (NaN or inf is a ValueError)
-``ref_policy``  same as reward (or (K,))         pi_ref(y|x); >= 0, sums to 1 over the last axis
+``ref_policy``  same as reward, or (K,)          pi_ref(y|x); >= 0, sums to 1 over the last axis
 ``policy``      same as reward                   pi(y|x); >= 0, sums to 1 over the last axis
 ``beta``        float > 0                        KL strength: large beta = stay close to pi_ref
 ``context``     (n,) int                         index of the context of each sample
 ``chosen``      (n,) int                         preferred action y_w of each pair
 ``rejected``    (n,) int                         dispreferred action y_l of each pair
 ``ranked``      (n, k) int                       actions of each ranking, most preferred first
-==============  ==============================  =======================================================
+==============  ===============================  ===============================================
 
 Probabilities must sum to 1 within ``PROB_ATOL`` (1e-6, so float32 round-off passes). Every bad input
 is a ValueError that names the argument.
