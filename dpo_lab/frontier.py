@@ -86,6 +86,9 @@ METHODS: dict[str, Method] = {
 }
 REFERENCE_METHOD = "sft"
 
+#: The run-store kind of the runs whose evaluations make the frontier (the sweep of notebook 05).
+RUN_KIND = "sweep"
+
 #: KL estimator name -> column of a point table.
 KL_ESTIMATORS = {"exact": "kl_exact", "logratio": "kl_logratio"}
 
@@ -225,6 +228,39 @@ def evaluation_record(step: int, rewards: Sequence[float], second_rewards: Seque
 
 
 # --- from stored runs to points -----------------------------------------------------------------
+def reference_dir() -> Path:
+    """``<checkout>/data/runs``: the reference runs shipped with the package (data/README.md says
+    which profile, model, data and command made them).
+
+    Introduced in notebook 06.
+    """
+    from . import config
+
+    return config.project_root() / "data" / "runs"
+
+
+def stored_runs(root: str | Path | None = None, reference: str | Path | None = None) -> tuple[list, str]:
+    """The sweep runs to plot and a sentence saying where they come from.
+
+    Introduced in notebook 06. The reader's own runs (``root``, default ``<results>/runs`` of the
+    active profile) when there are any, else the reference runs (``reference``, default
+    :func:`reference_dir`). Their profile travels with every point, so a figure of the reference
+    runs says so even when another profile is active.
+    """
+    from .runs import list_runs, runs_root
+
+    own_root = runs_root(root)
+    own = list_runs(RUN_KIND, own_root)
+    if own:
+        return own, f"your runs: {len(own)} {RUN_KIND} runs in {own_root}"
+    ref_root = Path(reference) if reference is not None else reference_dir()
+    ref = list_runs(RUN_KIND, ref_root) if ref_root.is_dir() else []
+    if ref:
+        return ref, f"reference runs: {len(ref)} {RUN_KIND} runs in {ref_root} (no runs of your own in {own_root})"
+    raise FileNotFoundError(f"no {RUN_KIND} runs in {own_root} nor in {ref_root}: run notebook 05 "
+                            "(or python -m dpo_lab.sweep) first")
+
+
 def load_points(runs: Iterable) -> list[dict]:
     """Every evaluation record of ``runs`` (``dpo_lab.runs.Run`` objects) as a list of points.
 
@@ -623,6 +659,60 @@ def plot_frontier(points: Sequence[dict], kl: str = "exact", log_kl: bool = Fals
     ax.set_title(f"Reward-KL frontier, profile {profile}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
+    return fig
+
+
+def hacking_onset(points: Sequence[dict], kl: str = "exact", drop: float = 0.1) -> dict | None:
+    """The lowest-KL point whose distinct-1 fell more than ``drop`` (a share) below pi_SFT's: where
+    reward hacking by repetition starts on the frontier. None when no point fell that far.
+
+    Introduced in notebook 05. A lexicon-like gold reward is gamed by repeating its favourite words
+    (REFERENCE.md 8); repetition shows first in distinct-1, so its fall marks the onset. ``drop`` = 0.1
+    is a judgement call: well above the few-percent wobble of distinct-1 between evaluations of one
+    policy, well below the 25-30% fall of a policy that writes "a great, a great".
+    """
+    if not 0 < drop < 1:
+        raise ValueError(f"drop: need a share in (0, 1), got {drop!r}")
+    col = _kl_column(kl)
+    ref = [p for p in points if p["method"] == REFERENCE_METHOD]
+    if not ref:
+        raise ValueError("points: need the SFT reference evaluation (method 'sft') as the baseline")
+    floor = (1 - drop) * float(np.mean(_column(ref, "distinct1")))
+    fallen = [p for p in points if p["method"] != REFERENCE_METHOD and p["distinct1"] < floor]
+    return min(fallen, key=lambda p: p[col]) if fallen else None
+
+
+def plot_hacking(points: Sequence[dict], kl: str = "exact", log_kl: bool = False):
+    """Three signs of reward hacking against KL: the second scorer, distinct-1 and the EOS rate.
+
+    Introduced in notebook 05. Read it next to :func:`plot_frontier`: where the gold reward still
+    climbs but the independent scorer stays flat, distinct-1 falls and EOS disappears, the policy is
+    gaming the gold reward rather than writing more positive reviews. Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    col = _kl_column(kl)
+    profile = profile_of(points)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), sharex=True)
+    panels = [("second_reward", "second scorer, mean score"), ("distinct1", "distinct-1 (unique words / words)"),
+              ("eos_rate", "share of responses ending with EOS")]
+    ref = [p for p in points if p["method"] == REFERENCE_METHOD]
+    for ax, (key, ylabel) in zip(axes, panels):
+        for m in METHODS:
+            mine = [p for p in points if p["method"] == m and m != REFERENCE_METHOD]
+            if mine:
+                ax.scatter(_column(mine, col), _column(mine, key), s=18, color=METHODS[m].color,
+                           alpha=0.75, label=METHODS[m].label)
+        if ref:
+            ax.axhline(float(np.mean(_column(ref, key))), color="0.3", ls="--", lw=1, label="pi_SFT")
+        if log_kl:
+            ax.set_xscale("symlog", linthresh=0.1)
+        ax.set_xlabel(f"KL(pi || pi_SFT), {kl} estimator (nats)")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"Signs of reward hacking along the frontier, profile {profile}")
+    fig.tight_layout()
     return fig
 
 

@@ -39,7 +39,7 @@ def make_run(root, method, hyper, seed, curve, profile="smoke", train_records=Tr
     cfg = {"method": method, "seed": seed, "profile": profile}
     if fr.METHODS[method].hyper_name:
         cfg[fr.METHODS[method].hyper_name] = hyper
-    run = runs.open_run("pref", cfg, root)
+    run = runs.open_run(fr.RUN_KIND, cfg, root)
     for step, reward, kl in curve:
         if train_records:
             run.log({"step": step, "loss": 0.5})
@@ -130,7 +130,7 @@ def test_load_points_reads_every_evaluation(tmp_path):
     make_run(tmp_path, "dpo", 0.1, 0, [(10, 0.6, 1.0), (20, 0.7, 2.0)])
     make_run(tmp_path, "preferred_ft", None, 1, [(10, 0.55, 0.5)], finish=False)
     make_run(tmp_path, "sft", None, 0, [(0, 0.5, 0.0)])
-    points = fr.load_points(runs.list_runs("pref", tmp_path))
+    points = fr.load_points(runs.list_runs(fr.RUN_KIND, tmp_path))
     assert len(points) == 4  # training records skipped, the unfinished run included
     dpo = sorted((p for p in points if p["method"] == "dpo"), key=lambda p: p["step"])
     assert [p["step"] for p in dpo] == [10, 20]
@@ -138,6 +138,20 @@ def test_load_points_reads_every_evaluation(tmp_path):
     assert dpo[0]["hyper_name"] == "beta" and dpo[0]["hyper"] == 0.1 and dpo[0]["profile"] == "smoke"
     pft = next(p for p in points if p["method"] == "preferred_ft")
     assert pft["hyper_name"] is None and math.isnan(pft["hyper"]) and pft["seed"] == 1
+
+
+def test_stored_runs_prefers_the_readers_runs_then_the_reference(tmp_path):
+    own, ref = tmp_path / "own", tmp_path / "ref"
+    make_run(ref, "dpo", 0.1, 0, [(10, 0.6, 1.0)], profile="cpu")
+    found, said = fr.stored_runs(own, ref)
+    assert len(found) == 1 and said.startswith("reference runs") and str(ref) in said
+    make_run(own, "dpo", 0.1, 0, [(10, 0.6, 1.0)])
+    runs.open_run("other", {"x": 1}, own)  # another kind of run is not a sweep run
+    found, said = fr.stored_runs(own, ref)
+    assert len(found) == 1 and found[0].config["profile"] == "smoke" and said.startswith("your runs")
+    with pytest.raises(FileNotFoundError, match="notebook 05"):
+        fr.stored_runs(tmp_path / "empty", tmp_path / "missing")
+    assert fr.reference_dir().parts[-2:] == ("data", "runs")
 
 
 def test_load_points_names_the_file_on_bad_runs(tmp_path):
@@ -367,3 +381,27 @@ def test_frontier_view_runs_headless_and_follows_its_controls(capsys):
     plt.close("all")
     with pytest.raises(ValueError, match="no evaluation points"):
         fr.frontier_view([point("sft", kl=0.0)])
+
+
+def test_hacking_onset_finds_the_lowest_kl_repetitive_point():
+    pts = [dict(point("sft", kl=0.0, step=0), distinct1=0.40),
+           dict(point("dpo", kl=2.0), distinct1=0.39), dict(point("dpo", kl=6.0), distinct1=0.30),
+           dict(point("odpo", kl=4.0), distinct1=0.35), dict(point("preferred_ft", kl=1.0), distinct1=0.41)]
+    assert fr.hacking_onset(pts)["kl_exact"] == 4.0  # 0.35 < 0.9 * 0.40 = 0.36
+    assert fr.hacking_onset(pts, drop=0.2)["kl_exact"] == 6.0
+    assert fr.hacking_onset(pts, drop=0.5) is None
+    with pytest.raises(ValueError, match="drop"):
+        fr.hacking_onset(pts, drop=1.5)
+    with pytest.raises(ValueError, match="SFT reference"):
+        fr.hacking_onset(pts[1:])
+
+
+def test_plot_hacking_draws_three_panels_with_the_sft_level():
+    pts = [dict(p, second_reward=0.5, distinct1=0.4, eos_rate=0.2) for p in sweep()]
+    fig = fr.plot_hacking(pts, log_kl=True)
+    assert len(fig.axes) == 3 and "profile smoke" in fig._suptitle.get_text()
+    for ax in fig.axes:
+        assert ax.get_xscale() == "symlog"
+        assert len(ax.lines) == 1  # the dashed pi_SFT level
+        assert sum(len(c.get_offsets()) for c in ax.collections) == len(pts) - 1
+    plt.close(fig)
