@@ -39,7 +39,8 @@ def naive_token_logps(model, prompt, response):
 def test_matches_a_naive_one_sequence_loop(model, pairs):
     prompts, responses = pairs
     got = sequence_logprobs(model, prompts, responses)
-    expected = torch.stack([naive_token_logps(model, p, r + [EOS]).sum() for p, r in zip(prompts, responses)])
+    expected = torch.stack([naive_token_logps(model, p, r + [EOS]).sum()
+                            for p, r in zip(prompts, responses)])
     assert got.shape == (12,) and got.dtype == torch.float32
     torch.testing.assert_close(got.double(), expected, rtol=1e-6, atol=1e-4)
 

@@ -47,7 +47,7 @@ logps               (B,)     token_logps summed over the response
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import NamedTuple, Sequence
 
 import torch
@@ -56,8 +56,12 @@ import torch.nn.functional as F
 from .model import autocast, model_device
 
 
-def _as_id_lists(name: str, seqs) -> list[list[int]]:
-    """``seqs`` (a list of id lists / 1-D tensors / arrays) as a list of lists of Python ints."""
+def as_id_lists(name: str, seqs) -> list[list[int]]:
+    """``seqs`` (a list of id lists / 1-D tensors / arrays) as a list of lists of Python ints.
+
+    Raises ``ValueError`` naming ``name`` and the index for strings (untokenized text) and
+    non-integer ids.
+    """
     if isinstance(seqs, (str, bytes)) or not hasattr(seqs, "__len__"):
         raise ValueError(f"{name} must be a list of token-id lists, got {type(seqs).__name__}")
     out = []
@@ -104,8 +108,8 @@ def prepare_pairs(model, prompt_ids, response_ids, add_eos: bool = True,
 
     Introduced in notebook 04.
     """
-    prompts = _as_id_lists("prompt_ids", prompt_ids)
-    responses = _as_id_lists("response_ids", response_ids)
+    prompts = as_id_lists("prompt_ids", prompt_ids)
+    responses = as_id_lists("response_ids", response_ids)
     if len(prompts) != len(responses):
         raise ValueError(f"prompt_ids has {len(prompts)} entries but response_ids has {len(responses)}")
     if not prompts:
@@ -148,6 +152,10 @@ class PaddedPairs:
     targets: torch.Tensor
     response_mask: torch.Tensor
 
+    def to(self, device: torch.device | str) -> "PaddedPairs":
+        """The same batch on ``device``."""
+        return PaddedPairs(*(getattr(self, f.name).to(device) for f in fields(self)))
+
 
 def pad_pairs(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], pad_id: int,
               device: torch.device | str = "cpu") -> PaddedPairs:
@@ -173,16 +181,13 @@ def pad_pairs(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int
         response_mask[i, :r] = True
     targets = torch.cat([torch.as_tensor(list(r), dtype=torch.long) for r in responses])
     position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
-    return PaddedPairs(*(t.to(device) for t in (input_ids, attention_mask, position_ids, predict_mask,
-                                                targets, response_mask)))
+    return PaddedPairs(input_ids, attention_mask, position_ids, predict_mask, targets,
+                       response_mask).to(device)
 
 
-def token_logprobs(model, batch: PaddedPairs) -> torch.Tensor:
-    """Per-token response log-probs ``(B, L)`` of a padded batch, 0 on padding; differentiable.
-
-    The LM head is applied to the ``n`` predicting positions only and ``cross_entropy`` turns the
-    ``(n, V)`` logits into log-probs of the targets in one fused call (module docstring, rule 6).
-    Runs under :func:`dpo_lab.lm.model.autocast`; the log-probs are float32.
+def response_logits(model, batch: PaddedPairs) -> torch.Tensor:
+    """Next-token logits ``(n, V)`` at the ``n`` positions that predict response tokens (row-major),
+    float32. The LM head runs on these rows only (module docstring, rule 6); differentiable.
 
     Introduced in notebook 04.
     """
@@ -190,8 +195,24 @@ def token_logprobs(model, batch: PaddedPairs) -> torch.Tensor:
         hidden = model.base_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                                   position_ids=batch.position_ids).last_hidden_state
         logits = model.get_output_embeddings()(hidden[batch.predict_mask])
-    logps = -F.cross_entropy(logits.float(), batch.targets, reduction="none")
-    return logps.new_zeros(batch.response_mask.shape).masked_scatter(batch.response_mask, logps)
+    return logits.float()
+
+
+def per_row(values: torch.Tensor, batch: PaddedPairs) -> torch.Tensor:
+    """Spread ``(n,)`` per-token values (row-major) into ``(B, L)`` rows, 0 on padding."""
+    return values.new_zeros(batch.response_mask.shape).masked_scatter(batch.response_mask, values)
+
+
+def token_logprobs(model, batch: PaddedPairs) -> torch.Tensor:
+    """Per-token response log-probs ``(B, L)`` of a padded batch, 0 on padding; differentiable.
+
+    ``cross_entropy`` turns the ``(n, V)`` response logits into log-probs of the targets in one
+    fused call, without keeping a separate log-softmax tensor (module docstring, rule 6).
+
+    Introduced in notebook 04.
+    """
+    logps = -F.cross_entropy(response_logits(model, batch), batch.targets, reduction="none")
+    return per_row(logps, batch)
 
 
 class TokenLogprobs(NamedTuple):

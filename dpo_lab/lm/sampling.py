@@ -1,0 +1,201 @@
+"""Ancestral sampling with a KV cache: y_t ~ pi(. | x, y_<t), one token at a time, until EOS.
+
+Introduced in notebook 04. Preference data (DPO paper Sec. 6.1: completions sampled from pi_SFT) and
+every evaluation of the reward-KL frontier come from here. The loop is written out instead of calling
+``generate`` so that nothing is added silently: ``generate`` applies model defaults such as
+``top_k=50``, and samples that do not come from pi make KL estimates wrong, even negative
+(REFERENCE.md 4.7). By default (``temperature=1, top_k=0, top_p=1``) this is plain ancestral sampling.
+
+How a batch is run (B = rows in the batch, P = longest prompt, V = vocabulary):
+
+=================  =======  =====================================================================
+tensor             shape    meaning
+=================  =======  =====================================================================
+input_ids          (B, P)   prompts, LEFT-padded with EOS so every row's next token goes at the end
+attention_mask     (B, t)   0 on the left padding, 1 on prompt and sampled tokens; grows by 1 a step
+position_ids       (B, 1)   cumsum(attention_mask) - 1 at the newest token: padding shifts nothing
+logits             (B, V)   next-token logits at the last position (the LM head runs on it only)
+cache              layers   keys/values of every earlier position (``DynamicCache``)
+=================  =======  =====================================================================
+
+A row that emits EOS is finished: EOS is kept as its last response token and the row leaves the
+batch (its cache rows are dropped), so later steps cost only what is still running. Randomness comes
+from one ``torch.Generator`` seeded with ``seed``: the same call gives the same samples.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .logprobs import as_id_lists, context_length, eos_id_of, vocab_size
+from .model import autocast, model_device
+
+
+@dataclass
+class Samples:
+    """What :func:`sample` returns: ``N = len(prompts) * num_samples`` rows, prompt-major
+    (row ``i * num_samples + j`` is sample ``j`` of prompt ``i``).
+
+    ==============  ===============  ==========================================================
+    field           type             meaning
+    ==============  ===============  ==========================================================
+    prompt_ids      N lists of int   the prompt's token ids (as tokenized, no padding)
+    response_ids    N lists of int   sampled ids; ends with EOS if and only if EOS was emitted
+    texts           N str or None    decoded responses without the EOS (None without tokenizer)
+    prompt_index    N ints           which prompt each row continues
+    finished        N bools          True when the response ended with EOS (not cut by the cap)
+    ==============  ===============  ==========================================================
+
+    Score the responses with ``sequence_logprobs(model, s.prompt_ids, s.response_ids,
+    add_eos=False)``: they already carry their EOS when there is one.
+    """
+
+    prompt_ids: list[list[int]]
+    response_ids: list[list[int]]
+    texts: list[str] | None
+    prompt_index: list[int]
+    finished: list[bool]
+
+    def __len__(self) -> int:
+        return len(self.response_ids)
+
+
+def _check_sampling_args(num_samples, max_new_tokens, seed, temperature, top_k, top_p, batch_size):
+    for name, value, low in (("num_samples", num_samples, 1), ("max_new_tokens", max_new_tokens, 1),
+                             ("top_k", top_k, 0), ("batch_size", batch_size, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}")
+    if not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+        raise ValueError(f"top_p must lie in (0, 1], got {top_p!r}")
+
+
+def _next_tokens(logits: torch.Tensor, generator: torch.Generator, temperature: float, top_k: int,
+                 top_p: float) -> torch.Tensor:
+    """One token per row from (B, V) logits; with the defaults, a plain draw from softmax(logits)."""
+    logits = logits.float()
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits / temperature
+    if top_k:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, -math.inf)
+    if top_p < 1:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        probs = sorted_logits.softmax(dim=-1)
+        # Drop a token once the more likely ones already cover top_p; the most likely always stays.
+        drop = (probs.cumsum(dim=-1) - probs) >= top_p
+        logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, -math.inf))
+    return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(-1)
+
+
+def _sample_batch(model, prompts: list[list[int]], eos: int, max_new_tokens: int,
+                  generator: torch.Generator, temperature: float, top_k: int, top_p: float):
+    """Sample one response per prompt (rows of one batch); returns (response ids, finished flags)."""
+    from transformers import DynamicCache
+
+    device = model_device(model)
+    width = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), width), eos, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, prompt in enumerate(prompts):
+        input_ids[i, width - len(prompt):] = torch.tensor(prompt)
+        attention_mask[i, width - len(prompt):] = 1
+    input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+    position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
+    cache = DynamicCache(config=model.config)
+    responses: list[list[int]] = [[] for _ in prompts]
+    finished = [False] * len(prompts)
+    active = torch.arange(len(prompts), device=device)  # batch row -> index into prompts
+    for _ in range(max_new_tokens):
+        with autocast(device):
+            logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                           past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+        tokens = _next_tokens(logits, generator, temperature, top_k, top_p)
+        for row, token in zip(active.tolist(), tokens.tolist()):
+            responses[row].append(token)
+            finished[row] = token == eos
+        keep = tokens != eos
+        if not keep.all():
+            if not keep.any():
+                break
+            cache.batch_select_indices(keep.nonzero().squeeze(-1))
+            active, tokens, attention_mask = active[keep], tokens[keep], attention_mask[keep]
+            position_ids = position_ids[keep]
+        input_ids = tokens[:, None]
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(active), 1)], dim=1)
+        position_ids = position_ids[:, -1:] + 1
+    return responses, finished
+
+
+def sample(model, tokenizer, prompts, num_samples: int, max_new_tokens: int, seed: int,
+           temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, batch_size: int = 64) -> Samples:
+    """``num_samples`` responses of at most ``max_new_tokens`` tokens for each prompt.
+
+    ==============  ==============================================================================
+    argument        meaning
+    ==============  ==============================================================================
+    model           a causal LM (:func:`dpo_lab.lm.load_model`); sampled in eval mode, no gradient
+    tokenizer       decodes the responses and gives the EOS id; None = no texts, EOS from the config
+    prompts         strings (tokenized without special tokens) or lists of token ids
+    num_samples     responses per prompt (>= 1)
+    max_new_tokens  cap on response length; a response cut by it has no EOS
+    seed            seeds the sampler's own generator (the global RNG is not touched)
+    temperature     divides the logits; 1 = the model's distribution, 0 = greedy
+    top_k           keep the k most likely tokens (0 = all)
+    top_p           keep the smallest set of tokens whose probability reaches top_p (1 = all)
+    batch_size      rows sampled together; the result depends on it only through float rounding
+    ==============  ==============================================================================
+
+    Returns :class:`Samples`. For KL estimates keep the defaults (REFERENCE.md 4.7). Raises
+    ``ValueError`` naming the argument for empty prompts, out-of-vocabulary ids, a prompt whose
+    length plus ``max_new_tokens`` exceeds the model's context, and bad sampling arguments.
+
+    Introduced in notebook 04.
+    """
+    _check_sampling_args(num_samples, max_new_tokens, seed, temperature, top_k, top_p, batch_size)
+    if isinstance(prompts, (str, bytes)):
+        raise ValueError("prompts must be a list of strings or token-id lists, got a single string")
+    prompts = list(prompts)
+    if not prompts:
+        raise ValueError("prompts is empty")
+    if all(isinstance(p, str) for p in prompts):
+        if tokenizer is None:
+            raise ValueError("prompts are strings but tokenizer is None; pass a tokenizer or token ids")
+        prompts = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+    prompt_ids = as_id_lists("prompts", prompts)
+    eos = eos_id_of(model, None if tokenizer is None else tokenizer.eos_token_id)
+    n_vocab, n_ctx = vocab_size(model), context_length(model)
+    for i, prompt in enumerate(prompt_ids):
+        if not prompt:
+            raise ValueError(f"prompts[{i}] is empty (use [eos] as a beginning-of-text prompt)")
+        if not all(0 <= t < n_vocab for t in prompt):
+            raise ValueError(f"prompts[{i}] holds a token id outside the vocabulary [0, {n_vocab})")
+        if len(prompt) + max_new_tokens > n_ctx:
+            raise ValueError(f"prompts[{i}] has {len(prompt)} tokens; with max_new_tokens={max_new_tokens} "
+                             f"that exceeds the model's context of {n_ctx} tokens")
+
+    rows = [i for i in range(len(prompt_ids)) for _ in range(num_samples)]
+    generator = torch.Generator(device=model_device(model)).manual_seed(seed)
+    responses, finished = [], []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(rows), batch_size):
+                batch = [prompt_ids[i] for i in rows[start:start + batch_size]]
+                out, done = _sample_batch(model, batch, eos, max_new_tokens, generator, temperature,
+                                          top_k, top_p)
+                responses += out
+                finished += done
+    finally:
+        model.train(was_training)
+    texts = None
+    if tokenizer is not None:
+        texts = tokenizer.batch_decode([r[:-1] if f else r for r, f in zip(responses, finished)])
+    return Samples([list(prompt_ids[i]) for i in rows], responses, texts, rows, finished)
