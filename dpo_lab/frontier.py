@@ -522,18 +522,14 @@ class FrontierComparison:
     def sentence(self) -> str:
         """The comparison in one plain sentence, numbers included."""
         a, b = METHODS[self.better].label, METHODS[self.worse].label
-        band = f"z = {self.z:.3g} standard errors"
+        counts = (f"{b} Pareto points: {self.n_below} of {self.n_points} clearly below {a}'s frontier, "
+                  f"{self.n_tie} within noise, {self.n_above} clearly above, {self.n_uncovered} at a KL "
+                  f"{a} never reached; noise band z = {self.z:.3g} standard errors, {self.kl} KL")
         if self.dominates:
-            return (f"{a}'s frontier dominates {b}: all {self.n_points} {b} Pareto points lie below it "
-                    f"by more than {band} ({self.kl} KL).")
+            return f"{a}'s frontier dominates {b} ({counts})."
         if self.n_above == 0 and self.n_uncovered == 0:
-            return (f"{a}'s frontier matches or beats {b} only within noise: of {self.n_points} {b} "
-                    f"Pareto points, {self.n_below} lie clearly below it and {self.n_tie} within "
-                    f"{band} of it ({self.kl} KL).")
-        return (f"{a}'s frontier does not dominate {b}: of {self.n_points} {b} Pareto points, "
-                f"{self.n_above} lie above it by more than {band}, {self.n_tie} within noise, "
-                f"{self.n_below} clearly below, {self.n_uncovered} at a KL {a} never reached "
-                f"({self.kl} KL).")
+            return f"{a}'s frontier matches or beats {b} only within noise ({counts})."
+        return f"{a}'s frontier does not dominate {b} ({counts})."
 
 
 def frontier_at(points: Sequence[dict], kl_query: Sequence[float], kl: str = "exact") -> tuple[np.ndarray, np.ndarray]:
@@ -608,11 +604,9 @@ def verdict(points: Sequence[dict], kl: str = "exact", confidence: float = 0.9) 
         return out
     c = compare_frontiers(points, "dpo", "odpo", kl, confidence)
     share = pareto_share([p for p in points if p["method"] in ("dpo", "odpo")], kl)["odpo"]
-    adds = (f"ODPO adds to DPO: {c.n_above} of its {c.n_points} Pareto points lie above DPO's frontier "
-            "beyond noise" if c.n_above else
-            f"ODPO does not add to DPO beyond noise: none of its {c.n_points} Pareto points lies above "
-            f"DPO's frontier by more than z = {c.z:.3g} standard errors ({c.n_tie} within noise)")
-    out.append(f"{adds}; ODPO owns {share:.0%} of the Pareto points of DPO and ODPO together.")
+    counts = (f"ODPO Pareto points: {c.n_above} of {c.n_points} clearly above DPO's frontier, {c.n_tie} within "
+              f"noise, {c.n_below} clearly below; ODPO owns {share:.0%} of the Pareto points of DPO and ODPO together")
+    out.append(f"ODPO adds to DPO ({counts})." if c.n_above else f"ODPO does not add to DPO beyond noise ({counts}).")
     return out
 
 
@@ -626,7 +620,6 @@ def plot_frontier(points: Sequence[dict], kl: str = "exact", log_kl: bool = Fals
     The title names the profile that made the points. Returns the figure.
     """
     import matplotlib.pyplot as plt
-    from matplotlib.colors import to_rgba
 
     col = _kl_column(kl)
     profile = profile_of(points)
@@ -644,11 +637,11 @@ def plot_frontier(points: Sequence[dict], kl: str = "exact", log_kl: bool = Fals
         for m in METHODS:
             idx = [i for i, p in enumerate(trained) if p["method"] == m]
             if idx:
-                # alpha goes into the face colour only: a global alpha would also make the
-                # transparent edges of non-Pareto points visible
-                ax.scatter(x[idx], y[idx], s=28, facecolors=[to_rgba(METHODS[m].color, 0.75)] * len(idx),
-                           edgecolors=[(0, 0, 0, 1.0 if on[i] else 0.0) for i in idx], linewidths=1.4,
+                ax.scatter(x[idx], y[idx], s=28, color=METHODS[m].color, alpha=0.75, edgecolors="none",
                            label=METHODS[m].label, zorder=3)
+        # Pareto points drawn again on top, opaque, with a black border
+        ax.scatter(x[on], y[on], s=28, facecolors=[METHODS[p["method"]].color for p, o in zip(trained, on) if o],
+                   edgecolors="black", linewidths=1.4, zorder=4)
         order = np.argsort(x[on])
         ax.step(x[on][order], y[on][order], where="post", color="black", lw=0.8, zorder=2,
                 label=f"Pareto front ({int(on.sum())} points)")

@@ -310,7 +310,7 @@ def sweep(dpo_shift=0.0, odpo_shift=0.0, pft_reward=0.52, ul_reward=0.52):
 def test_compare_frontiers_counts_below_tie_above():
     c = fr.compare_frontiers(sweep(), "dpo", "preferred_ft")
     assert c.dominates and c.n_points == 1 and c.n_below == 1
-    assert "dominates Preferred-FT" in c.sentence()
+    assert "dominates Preferred-FT" in c.sentence() and "1 of 1 clearly below" in c.sentence()
     c = fr.compare_frontiers(sweep(pft_reward=0.9), "dpo", "preferred_ft")
     assert not c.dominates and c.n_above == 1 and "does not dominate" in c.sentence()
     # DPO's best reward at KL <= 1.1 is 0.5 + 0.1*log(2) = 0.569; se 0.01 each -> band 0.023
@@ -340,6 +340,7 @@ def test_verdict_is_computed_from_the_data():
     assert "DPO's frontier dominates Preferred-FT" in said[1]
     assert "DPO's frontier dominates Unlikelihood" in said[2]
     assert said[3].startswith("ODPO adds to DPO") and "ODPO owns 100%" in said[3]
+    assert "6 of 6 clearly above" in said[3]
     said = fr.verdict(sweep(odpo_shift=-0.1, ul_reward=0.95))
     assert "does not dominate Unlikelihood" in said[2]
     assert said[3].startswith("ODPO does not add to DPO") and "ODPO owns 0%" in said[3]
@@ -356,9 +357,11 @@ def test_plot_frontier_marks_the_front_and_names_the_profile():
     assert ax.get_xscale() == "symlog"
     n_front = int(fr.pareto_mask(*[fr._column([p for p in pts if p["method"] != "sft"], k)
                                    for k in ("kl_exact", "reward")]).sum())
-    edges = [c.get_edgecolors() for c in ax.collections]
-    bordered = sum(int(np.sum(np.all(e[:, :3] == 0, axis=1) & (e[:, 3] > 0))) for e in edges)  # "none" has alpha 0
-    assert bordered == n_front
+    def black_edged(c):
+        e = c.get_edgecolors()
+        return len(e) > 0 and np.all(e[:, :3] == 0) and np.all(e[:, 3] > 0)  # "none" is empty or alpha 0
+    bordered = [c for c in ax.collections if black_edged(c)]
+    assert len(bordered) == 1 and len(bordered[0].get_offsets()) == n_front
     labels = ax.get_legend_handles_labels()[1]
     assert "DPO" in labels and any(label.startswith("SFT (pi_ref)") for label in labels)
     plt.close(fig)
