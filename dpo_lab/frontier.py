@@ -44,9 +44,12 @@ Length, EOS rate, distinct-n and the second scorer are there to catch reward hac
 games the gold reward (repeating "great") shows falling distinct-n, responses running to the cap, and a
 second scorer that does not follow the gold reward.
 
-The run's ``config.json`` holds ``method`` (a key of :data:`METHODS`), ``seed``, ``profile`` and the
-method's hyperparameter (``beta`` or ``alpha``, see :data:`METHODS`). Runs of method ``"sft"`` evaluate
-pi_SFT itself: the level every other method starts from, drawn as a dashed line.
+A run says what it is in the ``tag`` of its ``config.json`` (the ``run_tag`` that the ``dpo_lab.lm``
+trainers hash into a run's identity): ``method`` (a key of :data:`METHODS`), ``seed``, ``profile`` and
+the method's hyperparameter (``beta`` or ``alpha``, see :data:`METHODS`). Training runs have the kind
+``"pref"`` of ``lm.train_preferences``; the evaluation of pi_SFT itself (method ``"sft"``, the level
+every method starts from, drawn as a dashed line) is a run of kind ``"sft_eval"`` (:data:`RUN_KINDS`).
+Runs of those kinds without such a tag (a demonstration run, say) are not frontier runs.
 
 Point tables
 ------------
@@ -86,8 +89,8 @@ METHODS: dict[str, Method] = {
 }
 REFERENCE_METHOD = "sft"
 
-#: The run-store kind of the runs whose evaluations make the frontier (the sweep of notebook 05).
-RUN_KIND = "sweep"
+#: Run-store kinds whose tagged runs make the frontier: training runs, and the evaluation of pi_SFT.
+RUN_KINDS = ("pref", "sft_eval")
 
 #: KL estimator name -> column of a point table.
 KL_ESTIMATORS = {"exact": "kl_exact", "logratio": "kl_logratio"}
@@ -239,25 +242,38 @@ def reference_dir() -> Path:
     return config.project_root() / "data" / "runs"
 
 
+def frontier_runs(root: str | Path | None = None) -> list:
+    """The runs under ``root`` (default ``<results>/runs``) whose evaluations belong on the frontier:
+    kinds :data:`RUN_KINDS` with a ``tag`` naming a method of :data:`METHODS`.
+
+    Introduced in notebook 06.
+    """
+    from .runs import list_runs
+
+    return [r for r in list_runs(root=root)
+            if r.kind in RUN_KINDS and isinstance(r.config.get("tag"), dict)
+            and r.config["tag"].get("method") in METHODS]
+
+
 def stored_runs(root: str | Path | None = None, reference: str | Path | None = None) -> tuple[list, str]:
-    """The sweep runs to plot and a sentence saying where they come from.
+    """The frontier runs to plot and a sentence saying where they come from.
 
     Introduced in notebook 06. The reader's own runs (``root``, default ``<results>/runs`` of the
     active profile) when there are any, else the reference runs (``reference``, default
     :func:`reference_dir`). Their profile travels with every point, so a figure of the reference
     runs says so even when another profile is active.
     """
-    from .runs import list_runs, runs_root
+    from .runs import runs_root
 
     own_root = runs_root(root)
-    own = list_runs(RUN_KIND, own_root)
+    own = frontier_runs(own_root)
     if own:
-        return own, f"your runs: {len(own)} {RUN_KIND} runs in {own_root}"
+        return own, f"your runs: {len(own)} frontier runs in {own_root}"
     ref_root = Path(reference) if reference is not None else reference_dir()
-    ref = list_runs(RUN_KIND, ref_root) if ref_root.is_dir() else []
+    ref = frontier_runs(ref_root) if ref_root.is_dir() else []
     if ref:
-        return ref, f"reference runs: {len(ref)} {RUN_KIND} runs in {ref_root} (no runs of your own in {own_root})"
-    raise FileNotFoundError(f"no {RUN_KIND} runs in {own_root} nor in {ref_root}: run notebook 05 "
+        return ref, f"reference runs: {len(ref)} frontier runs in {ref_root} (none of your own in {own_root})"
+    raise FileNotFoundError(f"no frontier runs in {own_root} nor in {ref_root}: run notebook 05 "
                             "(or python -m dpo_lab.sweep) first")
 
 
@@ -266,20 +282,21 @@ def load_points(runs: Iterable) -> list[dict]:
 
     Introduced in notebook 06. Unfinished runs contribute the evaluations stored so far, so a sweep
     can be plotted while it runs. Records without ``eval/reward`` (training steps) are skipped; an
-    evaluation record missing a key, or a config without ``method``/``seed``/``profile``/its
-    hyperparameter, is an error naming the file.
+    evaluation record missing a key, or a config whose ``tag`` lacks ``method``/``seed``/``profile``/
+    the hyperparameter, is an error naming the file.
     """
     points = []
     for run in runs:
-        cfg, cfg_file = run.config, Path(run.path) / "config.json"
-        method = cfg.get("method")
+        cfg_file = Path(run.path) / "config.json"
+        tag = run.config.get("tag")
+        method = tag.get("method") if isinstance(tag, dict) else None
         if method not in METHODS:
-            raise ValueError(f"{cfg_file}: 'method' must be one of {sorted(METHODS)}, got {method!r}")
+            raise ValueError(f"{cfg_file}: 'tag' must hold a 'method' of {sorted(METHODS)}, got {method!r}")
         hyper_name = METHODS[method].hyper_name
         needed = ["seed", "profile"] + ([hyper_name] if hyper_name else [])
-        missing = [k for k in needed if k not in cfg]
+        missing = [k for k in needed if k not in tag]
         if missing:
-            raise ValueError(f"{cfg_file}: config of a {method} run lacks {missing}")
+            raise ValueError(f"{cfg_file}: the tag of a {method} run lacks {missing}")
         for record in run.metrics():
             if EVAL_PREFIX + "reward" not in record:
                 continue
@@ -289,8 +306,8 @@ def load_points(runs: Iterable) -> list[dict]:
                                  f"{record.get('step')} lacks {absent or ['step']}")
             point = {k[len(EVAL_PREFIX):]: float(record[k]) for k in EVAL_KEYS}
             point.update(run=run.id, method=method, hyper_name=hyper_name,
-                         hyper=float(cfg[hyper_name]) if hyper_name else math.nan,
-                         seed=int(cfg["seed"]), profile=str(cfg["profile"]), step=int(record["step"]))
+                         hyper=float(tag[hyper_name]) if hyper_name else math.nan,
+                         seed=int(tag["seed"]), profile=str(tag["profile"]), step=int(record["step"]))
             points.append(point)
     return points
 

@@ -36,10 +36,11 @@ def record(step, reward, kl, n=8):
 
 def make_run(root, method, hyper, seed, curve, profile="smoke", train_records=True, finish=True):
     """A stored run of `method` whose evaluations follow `curve` = [(step, reward, kl), ...]."""
-    cfg = {"method": method, "seed": seed, "profile": profile}
+    tag = {"method": method, "seed": seed, "profile": profile}
     if fr.METHODS[method].hyper_name:
-        cfg[fr.METHODS[method].hyper_name] = hyper
-    run = runs.open_run(fr.RUN_KIND, cfg, root)
+        tag[fr.METHODS[method].hyper_name] = hyper
+    kind = "sft_eval" if method == "sft" else "pref"
+    run = runs.open_run(kind, {"tag": tag, "trainer": "test"}, root)
     for step, reward, kl in curve:
         if train_records:
             run.log({"step": step, "loss": 0.5})
@@ -130,7 +131,7 @@ def test_load_points_reads_every_evaluation(tmp_path):
     make_run(tmp_path, "dpo", 0.1, 0, [(10, 0.6, 1.0), (20, 0.7, 2.0)])
     make_run(tmp_path, "preferred_ft", None, 1, [(10, 0.55, 0.5)], finish=False)
     make_run(tmp_path, "sft", None, 0, [(0, 0.5, 0.0)])
-    points = fr.load_points(runs.list_runs(fr.RUN_KIND, tmp_path))
+    points = fr.load_points(fr.frontier_runs(tmp_path))
     assert len(points) == 4  # training records skipped, the unfinished run included
     dpo = sorted((p for p in points if p["method"] == "dpo"), key=lambda p: p["step"])
     assert [p["step"] for p in dpo] == [10, 20]
@@ -140,28 +141,36 @@ def test_load_points_reads_every_evaluation(tmp_path):
     assert pft["hyper_name"] is None and math.isnan(pft["hyper"]) and pft["seed"] == 1
 
 
+def test_frontier_runs_are_the_tagged_runs_of_the_frontier_kinds(tmp_path):
+    make_run(tmp_path, "dpo", 0.1, 0, [(10, 0.6, 1.0)])
+    make_run(tmp_path, "sft", None, 0, [(0, 0.5, 0.0)])
+    runs.open_run("pref", {"tag": {}, "trainer": "demo"}, tmp_path)  # an untagged demonstration run
+    runs.open_run("sft", {"tag": {"method": "sft"}}, tmp_path)  # another kind: the SFT training run
+    assert sorted(r.kind for r in fr.frontier_runs(tmp_path)) == ["pref", "sft_eval"]
+
+
 def test_stored_runs_prefers_the_readers_runs_then_the_reference(tmp_path):
     own, ref = tmp_path / "own", tmp_path / "ref"
     make_run(ref, "dpo", 0.1, 0, [(10, 0.6, 1.0)], profile="cpu")
     found, said = fr.stored_runs(own, ref)
     assert len(found) == 1 and said.startswith("reference runs") and str(ref) in said
     make_run(own, "dpo", 0.1, 0, [(10, 0.6, 1.0)])
-    runs.open_run("other", {"x": 1}, own)  # another kind of run is not a sweep run
     found, said = fr.stored_runs(own, ref)
-    assert len(found) == 1 and found[0].config["profile"] == "smoke" and said.startswith("your runs")
+    assert len(found) == 1 and found[0].config["tag"]["profile"] == "smoke" and said.startswith("your runs")
     with pytest.raises(FileNotFoundError, match="notebook 05"):
         fr.stored_runs(tmp_path / "empty", tmp_path / "missing")
     assert fr.reference_dir().parts[-2:] == ("data", "runs")
 
 
 def test_load_points_names_the_file_on_bad_runs(tmp_path):
-    bad_method = runs.open_run("pref", {"method": "ppo", "seed": 0, "profile": "smoke"}, tmp_path / "a")
+    bad_method = runs.open_run("pref", {"tag": {"method": "ppo", "seed": 0, "profile": "smoke"}}, tmp_path / "a")
     with pytest.raises(ValueError, match="config.json.*method"):
         fr.load_points([bad_method])
-    no_beta = runs.open_run("pref", {"method": "dpo", "seed": 0, "profile": "smoke"}, tmp_path / "b")
+    no_beta = runs.open_run("pref", {"tag": {"method": "dpo", "seed": 0, "profile": "smoke"}}, tmp_path / "b")
     with pytest.raises(ValueError, match=r"config.json.*\['beta'\]"):
         fr.load_points([no_beta])
-    short = runs.open_run("pref", {"method": "dpo", "beta": 0.1, "seed": 0, "profile": "smoke"}, tmp_path / "c")
+    short = runs.open_run("pref", {"tag": {"method": "dpo", "beta": 0.1, "seed": 0, "profile": "smoke"}},
+                          tmp_path / "c")
     short.log({"step": 5, "eval/reward": 0.5})
     with pytest.raises(ValueError, match="metrics.jsonl.*step 5"):
         fr.load_points([short])
