@@ -43,7 +43,9 @@ class Profile:
     bandit_trials: int = 20  # random bandits on which closed forms are checked
     mc_samples: int = 200_000  # Monte Carlo draws for the Plackett-Luce / Gumbel checks
     bandit_dataset_sizes: tuple[int, ...] = (100, 1_000, 10_000, 100_000)  # preferences, nb 03
-    bandit_train_steps: int = 2_000  # full-batch optimiser steps per bandit fit, nb 03
+    bandit_train_steps: int = 1_000  # full-batch Adam steps per bandit fit, nb 03
+    bandit_betas: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0)  # beta sweep of the loss family, nb 03
+    bandit_ranked_prompts: int = 500  # prompts x 4 responses ranked by reward (6 pairs each), nb 03
 
     # --- language model (notebooks 04-05) ---------------------------------------------------
     model_name: str | None = None  # hub name or local path; None = a fresh GPT-2 of the sizes below
@@ -91,7 +93,9 @@ PROFILES: dict[str, Profile] = {
         bandit_trials=5,
         mc_samples=50_000,
         bandit_dataset_sizes=(100, 1_000, 10_000),
-        bandit_train_steps=500,
+        bandit_train_steps=300,
+        bandit_betas=(0.1, 1.0, 3.0),
+        bandit_ranked_prompts=200,
         n_layer=2,
         n_embd=32,
         n_head=2,
