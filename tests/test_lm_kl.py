@@ -1,6 +1,5 @@
 """KL(pi || pi_ref) estimators (dpo_lab.lm.kl) against the exact KL of tiny models, computed by
 enumerating every response."""
-import itertools
 import math
 
 import numpy as np
@@ -9,31 +8,21 @@ import torch
 from transformers import GPT2Config
 
 from dpo_lab.lm import KLEstimate, estimate_kl, load_model, sequence_kl, sequence_logprobs
+from lm_support import FOUR_EOS, FOUR_TOKENS, all_responses, one_thread  # noqa: F401 (autouse fixture)
 
-EOS = 3
-# Vocabulary {0, 1, 2, EOS}, large weights: distributions far from uniform, a KL of order 1.
-TINY = GPT2Config(vocab_size=4, n_layer=2, n_embd=16, n_head=2, n_positions=8, initializer_range=0.6,
-                  bos_token_id=EOS, eos_token_id=EOS)
+EOS = FOUR_EOS
 PROMPTS = [[EOS, 1], [2]]
 MAX_NEW = 3
 
 
 @pytest.fixture(scope="module")
 def policy():
-    return load_model(TINY, seed=2)
+    return load_model(FOUR_TOKENS, seed=2)
 
 
 @pytest.fixture(scope="module")
 def ref():
-    return load_model(TINY, seed=1)
-
-
-def all_responses(max_new_tokens):
-    """Every response of at most max_new_tokens tokens: stopped by EOS or cut by the cap (40 for 3)."""
-    out = []
-    for n in range(max_new_tokens):
-        out += [list(body) + [EOS] for body in itertools.product(range(EOS), repeat=n)]
-    return out + [list(body) for body in itertools.product(range(EOS), repeat=max_new_tokens)]
+    return load_model(FOUR_TOKENS, seed=1)
 
 
 def exact_kl(policy, ref, prompt):

@@ -4,14 +4,10 @@ import random
 
 import pytest
 import torch
-from transformers import GPT2Config
 
 from dpo_lab.lm import TokenLogprobs, load_model, sequence_logprobs
 from dpo_lab.lm.logprobs import pad_pairs, prepare_pairs, token_logprobs
-
-EOS = 299
-TINY = GPT2Config(vocab_size=300, n_layer=2, n_embd=32, n_head=2, n_positions=64,
-                  bos_token_id=EOS, eos_token_id=EOS)
+from lm_support import EOS, TINY, naive_token_logps, one_thread  # noqa: F401 (autouse fixture)
 
 
 @pytest.fixture(scope="module")
@@ -28,18 +24,16 @@ def pairs():
     return prompts, responses
 
 
-def naive_token_logps(model, prompt, response):
-    """One unpadded sequence, full log-softmax, then gather: slow and obviously right."""
-    ids = torch.tensor([prompt + response])
+def naive(model, prompt, response):
+    """The naive per-token log-probs (lm_support) without a graph, as float64."""
     with torch.no_grad():
-        logp = model(ids).logits[0].double().log_softmax(-1)
-    return torch.stack([logp[len(prompt) - 1 + j, t] for j, t in enumerate(response)])
+        return naive_token_logps(model, prompt, response).double()
 
 
 def test_matches_a_naive_one_sequence_loop(model, pairs):
     prompts, responses = pairs
     got = sequence_logprobs(model, prompts, responses)
-    expected = torch.stack([naive_token_logps(model, p, r + [EOS]).sum()
+    expected = torch.stack([naive(model, p, r + [EOS]).sum()
                             for p, r in zip(prompts, responses)])
     assert got.shape == (12,) and got.dtype == torch.float32
     torch.testing.assert_close(got.double(), expected, rtol=1e-6, atol=1e-4)
@@ -49,7 +43,8 @@ def test_invariant_to_batch_size_order_and_padding(model, pairs):
     prompts, responses = pairs
     alone = sequence_logprobs(model, prompts, responses, batch_size=1)
     for batch_size in (3, 7, 12):
-        assert (sequence_logprobs(model, prompts, responses, batch_size=batch_size) - alone).abs().max() <= 1e-5
+        batched = sequence_logprobs(model, prompts, responses, batch_size=batch_size)
+        assert (batched - alone).abs().max() <= 1e-5
     reversed_ = sequence_logprobs(model, prompts[::-1], responses[::-1], batch_size=12).flip(0)
     assert (reversed_ - alone).abs().max() <= 1e-5
     # the shortest pair padded next to a 60-token neighbour
@@ -63,7 +58,7 @@ def test_eos_is_appended_unless_told_not_to(model, pairs):
     explicit = sequence_logprobs(model, prompts, [r + [EOS] for r in responses], add_eos=False)
     assert torch.equal(with_eos, explicit)
     without = sequence_logprobs(model, prompts, responses, add_eos=False)
-    eos_term = torch.stack([naive_token_logps(model, p, r + [EOS])[-1] for p, r in zip(prompts, responses)])
+    eos_term = torch.stack([naive(model, p, r + [EOS])[-1] for p, r in zip(prompts, responses)])
     torch.testing.assert_close((with_eos - without).double(), eos_term, rtol=1e-5, atol=1e-4)
 
 
@@ -78,7 +73,7 @@ def test_per_token_output(model, pairs):
     assert torch.equal(out.logps, out.token_logps.sum(1))
     for i in (0, 3):
         n = len(responses[i]) + 1
-        expected = naive_token_logps(model, prompts[i], responses[i] + [EOS])
+        expected = naive(model, prompts[i], responses[i] + [EOS])
         torch.testing.assert_close(out.token_logps[i, :n].double(), expected, rtol=1e-5, atol=1e-5)
 
 

@@ -1,14 +1,12 @@
 """Model building, saving and loading, and the precision policy (dpo_lab.lm.model)."""
 import pytest
 import torch
-from transformers import GPT2Config
 
 from dpo_lab import config
 from dpo_lab.lm import gpt2_config, load_model, load_tokenizer, save_model
-from dpo_lab.lm.model import autocast, model_device
+from dpo_lab.lm.model import autocast, model_device, torch_threads
+from lm_support import TINY
 
-TINY = GPT2Config(vocab_size=300, n_layer=2, n_embd=32, n_head=2, n_positions=64,
-                  bos_token_id=299, eos_token_id=299)
 
 
 def test_seeded_initialisation_is_reproducible_and_leaves_the_global_rng_alone():
@@ -69,3 +67,13 @@ def test_cpu_precision_is_float32():
     x = torch.randn(4, 4)
     with autocast("cpu"):
         assert (x @ x).dtype == torch.float32
+
+
+def test_torch_threads_sets_and_restores_the_thread_count():
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="n must be an integer >= 1"):
+        with torch_threads(0):
+            pass

@@ -1,17 +1,14 @@
 """Ancestral sampling (dpo_lab.lm.sampling): left padding, EOS, reproducibility, the sampled
 distribution against exact enumeration, truncation options and bad inputs."""
-import itertools
-
 import pytest
 import torch
 from transformers import GPT2Config
 
 from dpo_lab.lm import Samples, load_model, load_tokenizer, sample, sequence_logprobs
 from dpo_lab.lm.sampling import _next_tokens
+from lm_support import (EOS, FOUR_EOS, FOUR_TOKENS, TINY, all_responses,  # noqa: F401 (autouse fixture)
+                        one_thread)
 
-EOS = 299
-TINY = GPT2Config(vocab_size=300, n_layer=2, n_embd=32, n_head=2, n_positions=64,
-                  bos_token_id=EOS, eos_token_id=EOS)
 PROMPTS = [[1, 2, 3, 4, 5, 6, 7], [8], [9, 10, 11]]
 
 
@@ -59,22 +56,11 @@ def test_layout_is_prompt_major(model):
 
 @pytest.fixture(scope="module")
 def four_token_model():
-    """Vocabulary {0, 1, 2, EOS=3} with large weights, so next-token distributions are far from uniform."""
-    cfg = GPT2Config(vocab_size=4, n_layer=2, n_embd=16, n_head=2, n_positions=8, initializer_range=0.6,
-                     bos_token_id=3, eos_token_id=3)
-    return load_model(cfg, seed=1)
-
-
-def all_responses(max_new_tokens, eos=3, tokens=(0, 1, 2)):
-    """Every response of at most max_new_tokens tokens: stopped by EOS or cut by the cap."""
-    out = []
-    for n in range(max_new_tokens):
-        out += [list(body) + [eos] for body in itertools.product(tokens, repeat=n)]
-    return out + [list(body) for body in itertools.product(tokens, repeat=max_new_tokens)]
+    return load_model(FOUR_TOKENS, seed=1)
 
 
 def test_samples_follow_the_model_distribution_exactly(four_token_model):
-    prompt, n = [3, 1], 6000
+    prompt, n = [FOUR_EOS, 1], 6000
     outcomes = all_responses(2)
     exact = sequence_logprobs(four_token_model, [prompt] * len(outcomes), outcomes, add_eos=False).exp()
     assert abs(exact.sum().item() - 1) < 1e-5  # the 13 outcomes exhaust the distribution
@@ -84,7 +70,7 @@ def test_samples_follow_the_model_distribution_exactly(four_token_model):
     chi2 = ((counts - n * exact.double()) ** 2 / (n * exact.double())).sum().item()
     assert chi2 < 32.9  # the 99.9% quantile of chi-square with 12 degrees of freedom
     for response, finished in zip(drawn.response_ids, drawn.finished):
-        assert finished == (response[-1] == 3) and 3 not in response[:-1]
+        assert finished == (response[-1] == FOUR_EOS) and FOUR_EOS not in response[:-1]
 
 
 def test_truncation_options_restrict_the_support():

@@ -16,6 +16,8 @@ sampling        ``sample(model, tokenizer, prompts, num_samples, max_new_tokens,
 kl              ``estimate_kl(policy, ref, prompt_ids, num_samples, max_new_tokens, seed)``
                 -> ``KLEstimate`` (summed log-ratio and exact per-token KL, with standard errors);
                 ``sequence_kl`` for responses you already have
+train           ``train_sft(model, sequences, ...)``, ``train_preferences(policy, ref, pairs, loss=...)``
+                -> ``TrainResult`` (policy, run, result); one resumable loop, runs in ``dpo_lab.runs``
 ==============  ==============================================================================
 
 Conventions: EOS = pad (GPT-2's ``<|endoftext|>``, id 50256); prompts and responses are tokenized
@@ -27,7 +29,9 @@ from .logprobs import TokenLogprobs, sequence_logprobs
 from .model import gpt2_config, load_model, save_model
 from .sampling import Samples, sample
 from .tokenizer import load_tokenizer
+from .train import TrainResult, train_preferences, train_sft
 
 __all__ = ["load_tokenizer", "gpt2_config", "load_model", "save_model", "sequence_logprobs",
            "TokenLogprobs", "sample", "Samples",
-           "estimate_kl", "sequence_kl", "KLEstimate"]
+           "estimate_kl", "sequence_kl", "KLEstimate",
+           "train_sft", "train_preferences", "TrainResult"]

@@ -95,6 +95,25 @@ def model_device(model) -> torch.device:
     return next(model.parameters()).device
 
 
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run the block with ``n`` intra-op threads, then restore the previous number.
+
+    On the 2-core machines of this project, two processes at one thread each beat one process at two
+    (REFERENCE.md 8), and tiny models only lose from a second thread.
+
+    Introduced in notebook 05.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def autocast(device: torch.device | str):
     """The precision context for forward passes on ``device`` (module docstring: bf16 on CUDA only)."""
     device = torch.device(device)
