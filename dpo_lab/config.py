@@ -61,6 +61,8 @@ class Profile:
     sft_steps: int = 600
     sft_batch_size: int = 16
     sft_lr: float = 1e-3
+    sft_bpe_vocab: int = 8192  # policy tokenizer: a BPE of this size trained on the reviews; 0 = tokenizer_name's
+    sft_micro_batch_size: int = 0  # windows per forward (gradient accumulation); 0 = sft_batch_size
     n_prompts: int = 2_000  # prompts used to build preference pairs
     samples_per_prompt: int = 4  # completions per prompt -> all 6 pairs (paper: 4)
     max_new_tokens: int = 48
@@ -102,6 +104,7 @@ PROFILES: dict[str, Profile] = {
         n_positions=64,
         sft_steps=20,
         sft_batch_size=8,
+        sft_bpe_vocab=512,
         n_prompts=16,
         max_new_tokens=12,
         n_test_prompts=16,
@@ -129,6 +132,8 @@ PROFILES: dict[str, Profile] = {
         sft_steps=0,  # 0 = one full epoch over the SFT split (paper)
         sft_batch_size=64,
         sft_lr=1e-5,
+        sft_bpe_vocab=0,  # gpt2-large's own BPE
+        sft_micro_batch_size=8,  # 8 x 1024 tokens of gpt2-large activations fit in 80 GB
         n_prompts=25_000,
         n_test_prompts=512,
         pref_optimizer="rmsprop",

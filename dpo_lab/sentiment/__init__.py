@@ -1,27 +1,65 @@
 """The IMDb controlled-sentiment task (DPO paper Sec. 6.1 and App. C.1), introduced in notebook 04.
 
-A policy continues the first 2-8 tokens of a movie review; the gold reward is a sentiment
-classifier's P(positive) of prompt + continuation. One module per concept:
+A policy continues the first 2-8 GPT-2 tokens of a movie review; the gold reward is a sentiment
+classifier's P(positive) of prompt + continuation; preference pairs come from pi_SFT's own samples
+ordered by that reward. One module per concept:
 
 =============  =================================================================================
 module         what it holds
 =============  =================================================================================
 reviews        ``load_reviews``: bundled / aclImdb folder or tarball / hub; ``clean_review``
-splits         ``split_reviews``, ``load_parts``: the digest-based split test / prompts / reward /
-               sft (no review in two parts)
+splits         ``split_reviews``, ``load_parts``: the digest-based split into test / prompts /
+               reward / sft (no review in two parts)
 prompts        ``make_prompts`` (2-8 GPT-2 tokens), ``train_prompts``, ``heldout_prompts``
-gold_reward    ``load_gold_reward`` (offline n-gram classifier / hub pipeline), ``load_second_scorer``
-               (VADER), ``scorer_accuracy``
+gold_reward    ``load_gold_reward`` (offline n-gram classifier or hub pipeline),
+               ``load_second_scorer`` (VADER), ``scorer_accuracy``
+sft            ``sft_policy`` (pi_SFT, trained once and stored), ``prompt_ids``, ``perplexity``
+pairs          ``preference_data`` (samples, 6 ordered pairs per prompt, ODPO offsets),
+               ``load_pairs``, ``trainer_pairs``
 =============  =================================================================================
+
+Entry points for preference training (notebook 05); all are cached, so calling them again costs
+seconds, and all follow the active profile unless a ``profile`` is passed:
+
+==========================================  ======================================================
+call                                        gives
+==========================================  ======================================================
+``heldout_prompts()``                       the ``n_test_prompts`` evaluation prompts (str), the
+                                            same list in every run; no policy trains on them
+``sft_policy()``                            :class:`SFTPolicy`: ``.model``, ``.tokenizer``, ``.path``
+                                            (``lm.load_model(path)`` = a fresh copy, e.g. the frozen
+                                            pi_ref), ``.run`` (kind ``sft``)
+``prompt_ids(prompts, tokenizer)``          prompts as the policy's token ids (``[EOS] + tokens``):
+                                            sample and score with these, never with bare tokens
+``preference_data()``                       :class:`PreferenceData`: ``.path`` of pairs.jsonl,
+                                            ``.pairs()``, ``.samples()``, ``.run`` (kind ``pairs``)
+``trainer_pairs(data.pairs(), odpo=...)``   the pairs as ``lm.train_preferences`` takes them
+                                            (``offset`` = ODPO alpha 1, f = log; other alphas:
+                                            ``pair_offsets``). Responses carry their own EOS:
+                                            train with ``add_eos=False``
+``load_gold_reward()``                      the gold reward that built the pairs: texts -> P(pos)
+``load_second_scorer()``                    VADER: an independent scorer that built no pairs
+==========================================  ======================================================
+
+Scorers take ``prompt + response`` texts (the strings concatenated as they are).
 """
 from .gold_reward import PREFIX_WORDS, NgramClassifier, Scorer, load_gold_reward, load_second_scorer, \
     offline_classifier, pipeline_scorer, scorer_accuracy, train_ngram_classifier
+from .pairs import PreferenceData, generate_samples, load_pairs, odpo_score, ordered_pairs, pair_offsets, \
+    pairs_from_samples, preference_data, read_samples, trainer_pairs, write_pairs
 from .prompts import heldout_prompts, make_prompts, prompt_length, train_prompts
 from .reviews import Reviews, aclimdb_reviews, bundled_reviews, clean_review, hub_reviews, load_reviews
+from .sft import SFTPolicy, heldout_windows, perplexity, prompt_ids, review_windows, sft_policy, sft_tokenizer, \
+    train_bpe
 from .splits import PARTS, load_parts, part_of, review_digest, split_reviews
 
 __all__ = ["Reviews", "clean_review", "load_reviews", "bundled_reviews", "aclimdb_reviews", "hub_reviews",
            "PARTS", "review_digest", "part_of", "split_reviews", "load_parts",
            "prompt_length", "make_prompts", "train_prompts", "heldout_prompts",
            "PREFIX_WORDS", "Scorer", "NgramClassifier", "train_ngram_classifier", "offline_classifier",
-           "pipeline_scorer", "load_gold_reward", "load_second_scorer", "scorer_accuracy"]
+           "pipeline_scorer", "load_gold_reward", "load_second_scorer", "scorer_accuracy",
+           "train_bpe", "sft_tokenizer", "review_windows", "prompt_ids", "perplexity", "heldout_windows",
+           "SFTPolicy", "sft_policy",
+           "ordered_pairs", "odpo_score", "pair_offsets", "read_samples", "generate_samples",
+           "pairs_from_samples", "write_pairs", "load_pairs", "trainer_pairs", "PreferenceData",
+           "preference_data"]
