@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from dpo_lab import losses, runs
 from dpo_lab.lm import load_model, load_tokenizer, sequence_logprobs, train_preferences, train_sft
-from dpo_lab.lm.train import _Settings, batch_indices, learning_rate
+from dpo_lab.lm.train import batch_indices, learning_rate
 from lm_support import EOS, TINY, naive_token_logps, one_thread  # noqa: F401 (autouse fixture)
 
 
@@ -187,13 +187,11 @@ def test_sft_minimises_the_mean_token_nll(tmp_path):
 
 
 def test_learning_rate_warmup_and_schedules():
-    s = _Settings(steps=10, batch_size=1, micro_batch_size=1, lr=1.0, optimizer="adamw", warmup_steps=4,
-                  lr_schedule="constant", weight_decay=0.0, max_grad_norm=1.0, seed=0, eval_every=0)
-    assert [learning_rate(k, s) for k in (1, 2, 4, 5, 10)] == [0.25, 0.5, 1.0, 1.0, 1.0]
-    cosine = s.__class__(**{**s.__dict__, "lr_schedule": "cosine"})
-    assert learning_rate(4, cosine) == 1.0
-    assert learning_rate(7, cosine) == pytest.approx(0.5)
-    assert learning_rate(10, cosine) == pytest.approx(0.0)
+    assert [learning_rate(k, 1.0, 10, warmup_steps=4) for k in (1, 2, 4, 5, 10)] == [0.25, 0.5, 1.0, 1.0, 1.0]
+    assert learning_rate(1, 2.0, 10) == 2.0
+    assert learning_rate(4, 1.0, 10, 4, "cosine") == 1.0
+    assert learning_rate(7, 1.0, 10, 4, "cosine") == pytest.approx(0.5)
+    assert learning_rate(10, 1.0, 10, 4, "cosine") == pytest.approx(0.0)
 
 
 def test_warmup_is_what_the_optimiser_used(tmp_path):
@@ -226,6 +224,9 @@ def test_eval_callback_every_n_steps_and_at_the_end(tmp_path):
     assert [r["step"] for r in evals] == [2, 4, 5]
     assert out.result["final_eval"] == {"probe": evals[-1]["probe"]}
     assert out.result["final_eval"]["probe"] == pytest.approx(float(out.policy.lm_head.weight.detach().sum()))
+    with pytest.raises(ValueError, match="eval_fn must return a dict of numbers, got float"):
+        train_preferences(policy, ref, pairs, steps=1, batch_size=2, lr=1e-3, eval_fn=lambda m, s: 0.5,
+                          run_root=tmp_path, progress=False)
 
 
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint(tmp_path):
@@ -362,8 +363,9 @@ def test_bad_odpo_offsets_are_refused(tmp_path):
 
 
 @pytest.mark.parametrize("sequences, match", [
-    ([], "sequences must be a non-empty list"),
-    ("abc", "sequences must be a non-empty list"),
+    ([], "sequences is empty"),
+    ("abc", "sequences must be a list of token-id lists, got str"),
+    ([torch.tensor([1, 2]), "ab"], r"sequences\[1\] must be a list of token ids, got str"),
     ([[1, 2], [3]], r"sequences\[1\] has fewer than 2 tokens"),
     ([[1, 2, 300]], "outside the vocabulary"),
     ([[1] * 65], r"pair 0: .* > the model's context of 64"),

@@ -83,7 +83,7 @@ import torch
 
 from .. import losses as _losses
 from .. import runs as _runs
-from .logprobs import eos_id_of, pad_pairs, prepare_pairs, sequence_logprobs, token_logprobs
+from .logprobs import as_id_lists, eos_id_of, pad_pairs, prepare_pairs, sequence_logprobs, token_logprobs
 from .model import load_model, model_device, save_model
 
 TOKEN_LOSSES = ("preferred_ft", "unlikelihood")
@@ -146,15 +146,19 @@ def _check_settings(s: _Settings, eval_fn) -> None:
         raise ValueError(f"eval_fn must be callable, got {type(eval_fn).__name__}")
 
 
-def learning_rate(step: int, s: _Settings) -> float:
-    """Learning rate of update ``step`` (1-based): linear warmup from 0 over ``warmup_steps``
-    (DPO paper App. B), then constant or a cosine decay to 0 at the last step."""
-    if step <= s.warmup_steps:
-        return s.lr * step / s.warmup_steps
-    if s.lr_schedule == "constant":
-        return s.lr
-    progress = (step - s.warmup_steps) / max(1, s.steps - s.warmup_steps)
-    return s.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+def learning_rate(step: int, lr: float, steps: int, warmup_steps: int = 0,
+                  schedule: str = "constant") -> float:
+    """Learning rate of update ``step`` (1-based) out of ``steps``: linear warmup from 0 to ``lr``
+    over ``warmup_steps`` (DPO paper App. B), then constant or a cosine decay to 0 at the last step.
+
+    Introduced in notebook 04.
+    """
+    if step <= warmup_steps:
+        return lr * step / warmup_steps
+    if schedule == "constant":
+        return lr
+    progress = (step - warmup_steps) / max(1, steps - warmup_steps)
+    return lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list[int]:
@@ -220,36 +224,38 @@ def _train_loop(run: _runs.Run, policy, s: _Settings, n_examples: int,
     last: dict = {}
     evaluated: dict = {}
     bar = tqdm(total=s.steps, initial=step, desc=run.id, disable=not progress)
-    while step < s.steps:
-        started = time.perf_counter()
-        lr = learning_rate(step + 1, s)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        optimizer.zero_grad(set_to_none=True)
-        try:
-            metrics = step_fn(policy, batch_indices(n_examples, s.batch_size, s.seed, step))
-        except FloatingPointError as err:
-            raise _not_finite(str(err), step + 1, run) from None
-        if not math.isfinite(metrics["loss"]):
-            raise _not_finite(f"loss ({metrics['loss']})", step + 1, run)
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm).item()
-        if not math.isfinite(grad_norm):
-            raise _not_finite(f"gradient norm ({grad_norm})", step + 1, run)
-        optimizer.step()
-        step += 1
-        last = {"split": "train", "step": step, "lr": lr, "grad_norm": grad_norm, **metrics}
-        run.log({**last, "seconds": time.perf_counter() - started})
-        if eval_fn is not None and ((s.eval_every and step % s.eval_every == 0) or step == s.steps):
-            with torch.no_grad():
-                evaluated = eval_fn(policy, step)
-            if not isinstance(evaluated, dict):
-                raise ValueError(f"eval_fn must return a dict of numbers, got {type(evaluated).__name__}")
-            run.log({"split": "eval", "step": step, **evaluated})
-        if step % checkpoint_every == 0 and step < s.steps:
-            run.save_checkpoint({"model": policy.state_dict(), "optimizer": optimizer.state_dict()}, step)
-        bar.update(1)
-        bar.set_postfix(loss=f"{metrics['loss']:.4f}")
-    bar.close()
+    try:
+        while step < s.steps:
+            started = time.perf_counter()
+            lr = learning_rate(step + 1, s.lr, s.steps, s.warmup_steps, s.lr_schedule)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.zero_grad(set_to_none=True)
+            try:
+                metrics = step_fn(policy, batch_indices(n_examples, s.batch_size, s.seed, step))
+            except FloatingPointError as err:
+                raise _not_finite(str(err), step + 1, run) from None
+            if not math.isfinite(metrics["loss"]):
+                raise _not_finite(f"loss ({metrics['loss']})", step + 1, run)
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm).item()
+            if not math.isfinite(grad_norm):
+                raise _not_finite(f"gradient norm ({grad_norm})", step + 1, run)
+            optimizer.step()
+            step += 1
+            last = {"split": "train", "step": step, "lr": lr, "grad_norm": grad_norm, **metrics}
+            run.log({**last, "seconds": time.perf_counter() - started})
+            if eval_fn is not None and ((s.eval_every and step % s.eval_every == 0) or step == s.steps):
+                with torch.no_grad():
+                    evaluated = eval_fn(policy, step)
+                if not isinstance(evaluated, dict):
+                    raise ValueError(f"eval_fn must return a dict of numbers, got {type(evaluated).__name__}")
+                run.log({"split": "eval", "step": step, **evaluated})
+            if step % checkpoint_every == 0 and step < s.steps:
+                run.save_checkpoint({"model": policy.state_dict(), "optimizer": optimizer.state_dict()}, step)
+            bar.update(1)
+            bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+    finally:
+        bar.close()
     save_model(policy, tokenizer, run.artifact("model"))
     result = {"steps": s.steps, "final_train": last, "final_eval": evaluated}
     return TrainResult(policy, run, run.finish(result))
@@ -307,9 +313,9 @@ def train_sft(model, sequences, *, steps: int, batch_size: int, lr: float,
     s = _Settings(steps, batch_size, micro, lr, optimizer, warmup_steps, lr_schedule, weight_decay,
                   max_grad_norm, seed, eval_every)
     _check_settings(s, eval_fn)
-    seqs = [list(seq) for seq in sequences] if not isinstance(sequences, (str, bytes)) else None
+    seqs = as_id_lists("sequences", sequences)
     if not seqs:
-        raise ValueError("sequences must be a non-empty list of token-id lists")
+        raise ValueError("sequences is empty; pass a list of token-id lists")
     short = [i for i, seq in enumerate(seqs) if len(seq) < 2]
     if short:
         raise ValueError(f"sequences[{short[0]}] has fewer than 2 tokens: nothing to predict")
