@@ -78,7 +78,13 @@ class Profile:
     eval_samples_per_prompt: int = 1
     dpo_betas: tuple[float, ...] = (0.05, 0.1, 1.0, 5.0)
     unlikelihood_alphas: tuple[float, ...] = (0.05, 0.1, 0.5, 1.0)
-    seeds: tuple[int, ...] = (0, 1)
+    seeds: tuple[int, ...] = (0, 1)  # Preferred-FT runs once per seed; other methods use seeds[0]
+    pref_micro_batch_size: int = 32  # pairs per forward; gradient accumulation above it
+    odpo_alpha: float = 1.0  # ODPO offset alpha * log(r_w - r_l), ODPO Sec. 6.1
+    ipo_beta: float = 0.1  # IPO's tau: target log-ratio margin 1 / (2 tau) = 5 nats
+    cdpo_beta: float = 0.1
+    cdpo_label_smoothing: float = 0.1  # conservative DPO: 10% of the labels assumed flipped
+    sweep_workers: int = 2  # training processes at once; 2 x 1 thread is fastest on 2 cores (REFERENCE.md 8)
 
     def replace(self, **changes) -> "Profile":
         """A copy with some knobs changed (profiles are frozen)."""
@@ -113,6 +119,7 @@ PROFILES: dict[str, Profile] = {
         pref_warmup_steps=2,
         eval_every=3,
         seeds=(0,),
+        sweep_workers=1,  # a worker process costs seconds to start; smoke runs take about one each
     ),
     "cpu": Profile(
         name="cpu",
@@ -144,6 +151,8 @@ PROFILES: dict[str, Profile] = {
         eval_every=100,
         eval_samples_per_prompt=4,
         seeds=(0, 1, 2),
+        pref_micro_batch_size=16,  # 32 sequences of gpt2-large per forward
+        sweep_workers=1,  # one GPU: one run at a time
     ),
 }
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from dpo_lab.lm import TokenLogprobs, load_model, sequence_logprobs
-from dpo_lab.lm.logprobs import pad_pairs, prepare_pairs, token_logprobs
+from dpo_lab.lm.logprobs import (as_id_lists, context_length, eos_id_of, pad_pairs, per_row, prepare_pairs,
+                                 response_logits, token_logprobs, vocab_size)
 from lm_support import EOS, TINY, naive_token_logps, one_thread  # noqa: F401 (autouse fixture)
 
 
@@ -130,3 +131,22 @@ def test_bad_inputs_are_refused(model, prompts, responses, kwargs, match):
 
 def test_a_pair_that_exactly_fills_the_context_is_accepted(model):
     assert sequence_logprobs(model, [[1]], [[3] * 62]).shape == (1,)
+
+
+def test_model_facts_and_id_lists(model):
+    assert (context_length(model), vocab_size(model)) == (64, 300)
+    assert (eos_id_of(model), eos_id_of(model, 7)) == (EOS, 7)
+    assert as_id_lists("x", [torch.tensor([1, 2]), (3,), []]) == [[1, 2], [3], []]
+    with pytest.raises(ValueError, match="x must be a list of token-id lists, got int"):
+        as_id_lists("x", 5)
+
+
+def test_response_logits_cover_exactly_the_response_tokens(model):
+    batch = pad_pairs([[5, 6], [7]], [[1, 2, 3], [4]], pad_id=EOS)
+    logits = response_logits(model, batch)
+    assert logits.shape == (4, 300) and logits.dtype == torch.float32
+    with torch.no_grad():
+        full = model(torch.tensor([[5, 6, 1, 2, 3]])).logits[0]
+    torch.testing.assert_close(logits[:3].detach(), full[1:4], rtol=0, atol=1e-5)
+    spread = per_row(torch.tensor([1.0, 2.0, 3.0, 4.0]), batch)
+    assert spread.tolist() == [[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]]

@@ -107,6 +107,8 @@ class TrainResult:
 
 @dataclasses.dataclass(frozen=True)
 class _Settings:
+    """The hyperparameters that decide a run's result (hashed into its identity)."""
+
     steps: int
     batch_size: int
     micro_batch_size: int
