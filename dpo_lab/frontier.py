@@ -726,6 +726,68 @@ def plot_hacking(points: Sequence[dict], kl: str = "exact", log_kl: bool = False
     return fig
 
 
+#: What the preference trainer logs each step (``losses.preference_metrics``), as plotted by
+#: :func:`plot_training_curves`.
+TRAIN_CURVE_KEYS = ("loss", "rewards/accuracies", "rewards/margins", "rewards/chosen", "logps/chosen",
+                    "logps/rejected")
+
+
+def run_label(run) -> str:
+    """A run's frontier tag in words, e.g. "DPO beta=0.1 seed 0".
+
+    Introduced in notebook 05.
+    """
+    tag = run.config.get("tag")
+    if not isinstance(tag, dict) or tag.get("method") not in METHODS:
+        raise ValueError(f"{Path(run.path) / 'config.json'}: no frontier tag with a method of {sorted(METHODS)}")
+    method = METHODS[tag["method"]]
+    hyper = f" {method.hyper_name}={tag[method.hyper_name]:g}" if method.hyper_name else ""
+    return f"{method.label}{hyper} seed {tag['seed']}"
+
+
+def plot_training_curves(runs: Sequence, keys: Sequence[str] = TRAIN_CURVE_KEYS, window: int = 5):
+    """One panel per logged training quantity, one line per run (coloured by method), smoothed by a
+    running mean over ``window`` steps (1 = raw). Returns the figure.
+
+    Introduced in notebook 05. Chosen log-probs often fall while the margin rises: the loss only asks
+    the chosen response to gain on the rejected one relative to pi_ref, and pushing the rejected
+    response down also lowers similar (chosen) responses (REFERENCE.md 4.6).
+    """
+    import matplotlib.pyplot as plt
+
+    if not runs:
+        raise ValueError("runs: need at least one training run")
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"window: need an integer >= 1, got {window!r}")
+    profiles = sorted({str(r.config.get("tag", {}).get("profile")) for r in runs})
+    if len(profiles) != 1:
+        raise ValueError(f"runs: need the runs of exactly one profile, got {profiles}")
+    cols = min(3, len(keys))
+    fig, axes = plt.subplots(math.ceil(len(keys) / cols), cols, figsize=(4.3 * cols, 3.2 * math.ceil(len(keys) / cols)),
+                             squeeze=False)
+    for run in runs:
+        label, color = run_label(run), METHODS[run.config["tag"]["method"]].color
+        train = [r for r in run.metrics() if r.get("split") == "train"]
+        steps = np.array([r["step"] for r in train])
+        for ax, key in zip(axes.flat, keys):
+            values = np.array([r[key] for r in train if key in r], dtype=float)
+            if len(values) != len(steps):
+                raise ValueError(f"{Path(run.path) / 'metrics.jsonl'}: {key!r} is missing from some training records")
+            if len(values) >= window:
+                smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+                ax.plot(steps[window - 1:], smooth, color=color, lw=1.2, alpha=0.85, label=label)
+    for ax, key in zip(axes.flat, keys):
+        ax.set_title(key, fontsize=10)
+        ax.set_xlabel("optimiser step")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(f"Training curves (running mean over {window} steps), profile {profiles[0]}")
+    fig.tight_layout()
+    return fig
+
+
 def frontier_view(points: Sequence[dict]):
     """An ``ipywidgets.interactive`` view of the frontier: methods, beta/alpha range, step range,
     KL estimator, log or linear KL axis. The view only selects and calls this module's functions.

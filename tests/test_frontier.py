@@ -43,7 +43,7 @@ def make_run(root, method, hyper, seed, curve, profile="smoke", train_records=Tr
     run = runs.open_run(kind, {"tag": tag, "trainer": "test"}, root)
     for step, reward, kl in curve:
         if train_records:
-            run.log({"step": step, "loss": 0.5})
+            run.log({"split": "train", "step": step, **{k: 0.5 + step / 100 for k in fr.TRAIN_CURVE_KEYS}})
         run.log(record(step, reward, kl))
     if finish:
         run.finish({"steps": curve[-1][0]})
@@ -417,3 +417,34 @@ def test_plot_hacking_draws_three_panels_with_the_sft_level():
         assert len(ax.lines) == 1  # the dashed pi_SFT level
         assert sum(len(c.get_offsets()) for c in ax.collections) == len(pts) - 1
     plt.close(fig)
+
+
+def test_run_label_reads_the_tag(tmp_path):
+    assert fr.run_label(make_run(tmp_path, "unlikelihood", 0.5, 1, [(1, 0.5, 1.0)])) == "Unlikelihood alpha=0.5 seed 1"
+    assert fr.run_label(make_run(tmp_path, "preferred_ft", None, 0, [(1, 0.5, 1.0)])) == "Preferred-FT seed 0"
+    with pytest.raises(ValueError, match="config.json.*no frontier tag"):
+        fr.run_label(runs.open_run("pref", {"tag": {}}, tmp_path))
+
+
+def test_plot_training_curves_smooths_each_quantity(tmp_path):
+    curve = [(s, 0.5, 1.0) for s in range(1, 11)]
+    made = [make_run(tmp_path, "dpo", 0.1, 0, curve), make_run(tmp_path, "odpo", 0.1, 0, curve)]
+    fig = fr.plot_training_curves(made, window=3)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in visible] == list(fr.TRAIN_CURVE_KEYS)
+    line = visible[0].lines[0]
+    np.testing.assert_allclose(line.get_xdata(), range(3, 11))  # a running mean of 3 starts at step 3
+    np.testing.assert_allclose(line.get_ydata(), [0.5 + (s - 1) / 100 for s in range(3, 11)])
+    assert "profile smoke" in fig._suptitle.get_text() and "3 steps" in fig._suptitle.get_text()
+    plt.close(fig)
+    with pytest.raises(ValueError, match="window"):
+        fr.plot_training_curves(made, window=0)
+    with pytest.raises(ValueError, match="at least one"):
+        fr.plot_training_curves([])
+    other = make_run(tmp_path, "dpo", 1.0, 0, curve, profile="cpu")
+    with pytest.raises(ValueError, match="one profile"):
+        fr.plot_training_curves(made + [other])
+    broken = make_run(tmp_path, "ipo", 0.1, 0, curve, train_records=False)
+    broken.log({"split": "train", "step": 11, "loss": 0.1})
+    with pytest.raises(ValueError, match="metrics.jsonl.*missing"):
+        fr.plot_training_curves([broken], keys=("loss", "rewards/margins"), window=1)
