@@ -78,11 +78,12 @@ def _check_positive(name: str, value: float) -> float:
     return value
 
 
-def _log_ratio_margin(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps):
-    """h = (log pi(y_w) - log pi_ref(y_w)) - (log pi(y_l) - log pi_ref(y_l)), after validation."""
+def _margin_and_beta(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta):
+    """(h, beta) after validation: h = (log pi(y_w) - log pi_ref(y_w)) - (log pi(y_l) - log pi_ref(y_l))."""
     _check_tensors(policy_chosen_logps=policy_chosen_logps, policy_rejected_logps=policy_rejected_logps,
                    ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps)
-    return (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)
+    margin = (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)
+    return margin, _check_positive("beta", beta)
 
 
 def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
@@ -109,9 +110,8 @@ def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Ten
 
     Introduced in notebook 03.
     """
-    margin = _log_ratio_margin(policy_chosen_logps, policy_rejected_logps,
-                               ref_chosen_logps, ref_rejected_logps)
-    beta = _check_positive("beta", beta)
+    margin, beta = _margin_and_beta(policy_chosen_logps, policy_rejected_logps,
+                                    ref_chosen_logps, ref_rejected_logps, beta)
     eps = float(label_smoothing)
     if not 0.0 <= eps < 0.5:
         raise ValueError(f"label_smoothing must lie in [0, 0.5), got {label_smoothing}")
@@ -140,9 +140,8 @@ def odpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Te
 
     Introduced in notebook 03.
     """
-    margin = _log_ratio_margin(policy_chosen_logps, policy_rejected_logps,
-                               ref_chosen_logps, ref_rejected_logps)
-    beta = _check_positive("beta", beta)
+    margin, beta = _margin_and_beta(policy_chosen_logps, policy_rejected_logps,
+                                    ref_chosen_logps, ref_rejected_logps, beta)
     offset = torch.as_tensor(offset, dtype=margin.dtype, device=margin.device)
     if offset.dim() > 0 and offset.shape != margin.shape:
         raise ValueError(f"offset has shape {tuple(offset.shape)}; it must be a scalar or match the "
@@ -219,19 +218,18 @@ def ipo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Ten
     definition). Some public trainers average per token before IPO; that rescales ``h`` by the
     response length and therefore changes what a given beta means.
 
-    ==========  =====  ============================================
+    ==========  =====  ================================================
     argument    shape  meaning
-    ==========  =====  ============================================
+    ==========  =====  ================================================
     4 logps     (B,)   summed log-probs (see the module docstring)
-    beta        float  > 0
-    returns     (B,)   per-pair loss
-    ==========  =====  ============================================
+    beta        float  IPO's tau > 0; the target margin is 1 / (2 beta)
+    returns     (B,)   per-pair loss >= 0, zero at the target margin
+    ==========  =====  ================================================
 
     Introduced in notebook 03.
     """
-    margin = _log_ratio_margin(policy_chosen_logps, policy_rejected_logps,
-                               ref_chosen_logps, ref_rejected_logps)
-    beta = _check_positive("beta", beta)
+    margin, beta = _margin_and_beta(policy_chosen_logps, policy_rejected_logps,
+                                    ref_chosen_logps, ref_rejected_logps, beta)
     return (margin - 1.0 / (2.0 * beta)) ** 2
 
 
@@ -243,19 +241,18 @@ def hinge_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.T
     Zero (and no gradient) once the implicit reward margin ``beta * h`` reaches 1: pairs that are
     already ranked with margin stop moving, so the target margin in log-ratio is ``1 / beta``.
 
-    ==========  =====  ============================================
+    ==========  =====  ================================================
     argument    shape  meaning
-    ==========  =====  ============================================
+    ==========  =====  ================================================
     4 logps     (B,)   summed log-probs (see the module docstring)
-    beta        float  > 0
-    returns     (B,)   per-pair loss
-    ==========  =====  ============================================
+    beta        float  > 0; the loss vanishes once beta * h >= 1
+    returns     (B,)   per-pair loss >= 0
+    ==========  =====  ================================================
 
     Introduced in notebook 03.
     """
-    margin = _log_ratio_margin(policy_chosen_logps, policy_rejected_logps,
-                               ref_chosen_logps, ref_rejected_logps)
-    beta = _check_positive("beta", beta)
+    margin, beta = _margin_and_beta(policy_chosen_logps, policy_rejected_logps,
+                                    ref_chosen_logps, ref_rejected_logps, beta)
     return torch.relu(1.0 - beta * margin)
 
 
@@ -280,9 +277,8 @@ def unweighted_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: to
 
     Introduced in notebook 03.
     """
-    margin = _log_ratio_margin(policy_chosen_logps, policy_rejected_logps,
-                               ref_chosen_logps, ref_rejected_logps)
-    beta = _check_positive("beta", beta)
+    margin, beta = _margin_and_beta(policy_chosen_logps, policy_rejected_logps,
+                                    ref_chosen_logps, ref_rejected_logps, beta)
     return -beta * margin
 
 
