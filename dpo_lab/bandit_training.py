@@ -215,7 +215,8 @@ def fit_policy(ref_policy, data, method: str, beta: float | None = None, steps: 
     n_contexts, n_actions = policy.ref_log_policy.shape
     for name, values, bound in zip(data._fields, data, (n_contexts,) + (n_actions,) * (len(data) - 1)):
         values = np.asarray(values)
-        if values.size == 0 or not np.issubdtype(values.dtype, np.integer) or values.min() < 0 or values.max() >= bound:
+        if (values.size == 0 or not np.issubdtype(values.dtype, np.integer)
+                or values.min() < 0 or values.max() >= bound):
             raise ValueError(f"data.{name} must be non-empty integers in [0, {bound - 1}]")
     data, counts, loss_kwargs = _deduplicate(data, loss_kwargs)
     optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
