@@ -135,16 +135,24 @@ def test_gradient_accumulation_gives_the_same_model(tmp_path):
     assert one.metrics[1]["loss"] == pytest.approx(all_.metrics[1]["loss"], abs=1e-6)
 
 
-def test_reference_log_probs_are_cached_with_the_run(tmp_path):
+def test_reference_log_probs_are_computed_once_for_the_visited_pairs(tmp_path):
     policy, ref, pairs = make_problem()
-    out = train_preferences(policy, ref, pairs, steps=1, batch_size=4, lr=1e-3, run_root=tmp_path,
-                            progress=False)
-    cached = torch.load(out.run.artifact("ref_logps.pt"))
-    prompts = [p["prompt_ids"] for p in pairs]
-    assert cached.shape == (12, 2)
+    kwargs = dict(steps=2, batch_size=4, lr=1e-3, run_root=tmp_path, progress=False)
+    train_preferences(policy, ref, pairs, **kwargs)
+    (cache,) = runs.list_runs("reflogps", root=tmp_path)
+    cached = torch.load(cache.artifact("ref_logps.pt"))
+    visited = sorted(set(batch_indices(12, 4, 0, 0) + batch_indices(12, 4, 0, 1)))
+    assert cached.shape == (12, 2) and cache.result() == {"pairs": len(visited)}
+    assert torch.isnan(cached).any(dim=1).tolist() == [i not in visited for i in range(12)]
+    prompts = [pairs[i]["prompt_ids"] for i in visited]
     for column, key in enumerate(("chosen_ids", "rejected_ids")):
-        expected = sequence_logprobs(ref, prompts, [p[key] for p in pairs])
-        torch.testing.assert_close(cached[:, column], expected, rtol=0, atol=1e-5)
+        expected = sequence_logprobs(ref, prompts, [pairs[i][key] for i in visited])
+        torch.testing.assert_close(cached[visited, column], expected, rtol=0, atol=1e-5)
+    # other losses, betas and ODPO offsets on the same reference, data and order: no second pass
+    train_preferences(policy, ref, pairs, loss="ipo", beta=0.5, **kwargs)
+    train_preferences(policy, ref, [{**p, "offset": 1.0} for p in pairs], loss="odpo", **kwargs)
+    assert len(runs.list_runs("reflogps", root=tmp_path)) == 1
+    assert len(runs.list_runs("pref", root=tmp_path)) == 3
 
 
 def test_columns_and_records_are_the_same_data(tmp_path):

@@ -52,6 +52,7 @@ from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from .model import autocast, model_device
 
@@ -224,7 +225,7 @@ class TokenLogprobs(NamedTuple):
 
 
 def sequence_logprobs(model, prompt_ids, response_ids, batch_size: int = 16, add_eos: bool = True,
-                      per_token: bool = False, eos_id: int | None = None):
+                      per_token: bool = False, eos_id: int | None = None, progress: bool = False):
     """Summed log-prob ``log pi(response_i | prompt_i)`` of each pair, as a float32 CPU tensor (N,).
 
     ============  ===========================================================================
@@ -237,6 +238,7 @@ def sequence_logprobs(model, prompt_ids, response_ids, batch_size: int = 16, add
     add_eos       append EOS to every response (default); False for sampled responses
     per_token     also return per-token log-probs and their mask (a :class:`TokenLogprobs`)
     eos_id        EOS id; default ``model.config.eos_token_id``
+    progress      show a progress bar over the batches
     ============  ===========================================================================
 
     Pairs are sorted by length before batching (less padding); results come back in input order and
@@ -257,7 +259,7 @@ def sequence_logprobs(model, prompt_ids, response_ids, batch_size: int = 16, add
     model.eval()
     try:
         with torch.no_grad():
-            for start in range(0, len(order), batch_size):
+            for start in tqdm(range(0, len(order), batch_size), desc="log-probs", disable=not progress):
                 rows = order[start:start + batch_size]
                 batch = pad_pairs([prompts[i] for i in rows], [responses[i] for i in rows], eos, device)
                 width = batch.response_mask.shape[1]

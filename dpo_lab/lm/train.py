@@ -27,8 +27,10 @@ Pseudocode of one optimiser step (``B = batch_size`` pairs, ``m = micro_batch_si
 
 Design choices, each for a reason:
 
-* Reference log-probs are computed once, before the first step, and stored with the run
-  (artifact ``ref_logps.pt``): pi_ref is frozen, so a forward of it on every step is wasted work.
+* Reference log-probs are computed once, before the first step, for the pairs the run will visit,
+  and stored in the run store (artifact ``ref_logps.pt`` of a ``"reflogps"`` run keyed by the
+  reference weights, the data and the data order): pi_ref is frozen, so a forward of it on every
+  step is wasted work, and runs of a sweep that share reference, data and order share the file.
 * Dropout is off in every forward (the model stays in eval mode). With dropout, pi_theta would differ
   from pi_ref at step 0 and the log-ratios would be noisy; it also keeps a step free of randomness.
 * The data order is a pure function of ``(seed, step)`` and nothing else in a step is random, so a
@@ -74,7 +76,6 @@ import hashlib
 import inspect
 import json
 import math
-import os
 import time
 from typing import Callable
 
@@ -391,17 +392,28 @@ def _check_loss_kwargs(loss: str, loss_kwargs: dict) -> None:
         raise ValueError(f"loss_kwargs {loss_kwargs} do not fit loss {loss!r}: {err}") from None
 
 
-def _cached_ref_logps(run: _runs.Run, ref, prompts, chosen, rejected) -> torch.Tensor:
-    """(N, 2) reference log-probs [chosen, rejected], computed once and stored as a run artifact."""
-    path = run.artifact("ref_logps.pt")
-    if path.exists():
-        return torch.load(path)
-    both = sequence_logprobs(ref, prompts + prompts, chosen + rejected, add_eos=False)
-    logps = torch.stack([both[:len(prompts)], both[len(prompts):]], dim=1)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(logps, tmp)
-    os.replace(tmp, path)  # atomic: a kill mid-write never leaves a torn cache
-    return logps
+def _reference_logps(ref, identity: dict, s: _Settings, prompts, chosen, rejected, run_root,
+                     progress: bool) -> torch.Tensor:
+    """(N, 2) reference log-probs [chosen, rejected] of every pair the run will visit, NaN elsewhere.
+
+    Computed once, before training, and stored as the artifact ``ref_logps.pt`` of a run of kind
+    ``"reflogps"`` keyed by the reference weights, the data and the visited pairs (``identity`` +
+    seed, steps, batch_size): every preference run that shares them (a whole beta / loss sweep)
+    reads the same file instead of running pi_ref again.
+    """
+    cfg = {**identity, "seed": s.seed, "steps": s.steps, "batch_size": s.batch_size}
+    run = _runs.open_run("reflogps", cfg, root=run_root)
+    if not run.finished:
+        visited = sorted(set().union(*(batch_indices(len(prompts), s.batch_size, s.seed, k)
+                                       for k in range(s.steps))))
+        both = sequence_logprobs(ref, [prompts[i] for i in visited] * 2,
+                                 [chosen[i] for i in visited] + [rejected[i] for i in visited],
+                                 add_eos=False, progress=progress)
+        logps = torch.full((len(prompts), 2), math.nan)
+        logps[visited] = torch.stack([both[:len(visited)], both[len(visited):]], dim=1)
+        torch.save(logps, run.artifact("ref_logps.pt"))
+        run.finish({"pairs": len(visited)})  # only after the save: a killed pass is simply redone
+    return torch.load(run.artifact("ref_logps.pt"))
 
 
 def train_preferences(policy, ref, pairs, *, loss: str = "dpo", beta: float = 0.1,
@@ -422,7 +434,8 @@ def train_preferences(policy, ref, pairs, *, loss: str = "dpo", beta: float = 0.
     ``micro_batch_size`` count pairs.
 
     Every step logs ``loss`` and the six metrics of ``losses.preference_metrics``. The run kind is
-    ``"pref"``; its reference log-probs are the artifact ``ref_logps.pt``. Raises ``ValueError``
+    ``"pref"``; the reference log-probs live in a shared run of kind ``"reflogps"`` (module
+    docstring). Raises ``ValueError``
     when ``ref`` is ``policy`` (or shares its weights), for unknown losses, missing offsets and
     malformed data; ``FloatingPointError`` naming the step whose loss is not finite.
 
@@ -457,7 +470,9 @@ def train_preferences(policy, ref, pairs, *, loss: str = "dpo", beta: float = 0.
     run = _runs.open_run("pref", cfg, root=run_root)
     if run.finished:
         return _finished(run, policy)
-    ref_logps = _cached_ref_logps(run, ref, prompts, chosen, rejected)
+    # Keyed without the ODPO offsets: the reference log-probs do not depend on them.
+    identity = {"ref": cfg["ref"], "data": _fingerprint([prompts, chosen, rejected])}
+    ref_logps = _reference_logps(ref, identity, s, prompts, chosen, rejected, run_root, progress)
 
     def preference_step(model, indices):
         device = model_device(model)
