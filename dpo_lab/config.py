@@ -118,6 +118,8 @@ PROFILES: dict[str, Profile] = {
         pref_steps=6,
         pref_warmup_steps=2,
         eval_every=3,
+        dpo_betas=(0.1, 1.0),  # two settings per method prove the machinery
+        unlikelihood_alphas=(0.1, 1.0),
         seeds=(0,),
         sweep_workers=1,  # a worker process costs seconds to start; smoke runs take about one each
     ),

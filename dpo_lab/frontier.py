@@ -746,8 +746,8 @@ def run_label(run) -> str:
 
 
 def plot_training_curves(runs: Sequence, keys: Sequence[str] = TRAIN_CURVE_KEYS, window: int = 5):
-    """One panel per logged training quantity, one line per run (coloured by method), smoothed by a
-    running mean over ``window`` steps (1 = raw). Returns the figure.
+    """One panel per logged training quantity, one line per run (colours in the order of ``runs``),
+    smoothed by a running mean over ``window`` steps (1 = raw). Returns the figure.
 
     Introduced in notebook 05. Chosen log-probs often fall while the margin rises: the loss only asks
     the chosen response to gain on the rejected one relative to pi_ref, and pushing the rejected
@@ -765,8 +765,9 @@ def plot_training_curves(runs: Sequence, keys: Sequence[str] = TRAIN_CURVE_KEYS,
     cols = min(3, len(keys))
     fig, axes = plt.subplots(math.ceil(len(keys) / cols), cols, figsize=(4.3 * cols, 3.2 * math.ceil(len(keys) / cols)),
                              squeeze=False)
-    for run in runs:
-        label, color = run_label(run), METHODS[run.config["tag"]["method"]].color
+    colors = plt.cm.viridis(np.linspace(0.0, 0.9, len(runs)))
+    for run, color in zip(runs, colors):
+        label = run_label(run)
         train = [r for r in run.metrics() if r.get("split") == "train"]
         steps = np.array([r["step"] for r in train])
         for ax, key in zip(axes.flat, keys):
@@ -783,7 +784,8 @@ def plot_training_curves(runs: Sequence, keys: Sequence[str] = TRAIN_CURVE_KEYS,
     for ax in list(axes.flat)[len(keys):]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=7)
-    fig.suptitle(f"Training curves (running mean over {window} steps), profile {profiles[0]}")
+    smoothing = f"running mean over {window} steps" if window > 1 else "raw"
+    fig.suptitle(f"Training curves ({smoothing}), profile {profiles[0]}")
     fig.tight_layout()
     return fig
 

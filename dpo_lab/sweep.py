@@ -60,7 +60,7 @@ import numpy as np
 
 from . import config as _config
 from . import frontier as _frontier
-from .runs import Run, open_run
+from .runs import Run, list_runs, open_run
 
 #: beta of the token-level losses (Preferred-FT, Unlikelihood): their loss has no beta; it only scales
 #: the implicit rewards beta * log(pi / pi_ref) that the trainer logs for every loss.
@@ -309,7 +309,7 @@ def run_sweep(profile: _config.Profile | None = None, workers: int | None = None
     spread over that many processes with ``cores // workers`` torch threads each (on 2 cores, two
     one-thread processes beat one two-thread process: REFERENCE.md 8); pi_SFT, the pairs and the
     pi_SFT evaluation are built first in this process so the workers only read them. Returns
-    ``{"runs": {spec: run id}, "seconds": {spec: seconds}, "wall_seconds": total}``.
+    ``{"runs": {spec: Run}, "seconds": {spec: seconds}, "wall_seconds": total}``.
     """
     from concurrent.futures import ProcessPoolExecutor, as_completed
     import multiprocessing
@@ -346,8 +346,37 @@ def run_sweep(profile: _config.Profile | None = None, workers: int | None = None
                     raise RuntimeError(f"run {spec.label} failed: {err}") from err
                 bar.update(1)
     bar.close()
-    return {"runs": {s: ids[s] for s in specs}, "seconds": {s: seconds[s] for s in specs},
+    stored = {r.id: r for r in list_runs("pref")}
+    return {"runs": {s: stored[ids[s]] for s in specs}, "seconds": {s: seconds[s] for s in specs},
             "wall_seconds": time.perf_counter() - started}
+
+
+def policy_samples(ctx: Context, runs: dict[str, Run], n_prompts: int = 3) -> list[dict]:
+    """One response per prompt from pi_SFT and from the final policy of each finished run, on the
+    first ``n_prompts`` held-out prompts with the evaluation's seed: the same prompts and random
+    numbers for every policy, so differences are the policies'.
+
+    Introduced in notebook 05. ``runs`` maps a label to a finished run (its saved model is loaded).
+    Returns one dict per (policy, prompt): ``policy``, ``prompt``, ``response``, ``reward`` (gold).
+    """
+    from .lm import load_model, sample
+
+    ev = ctx.evaluator
+    if isinstance(n_prompts, bool) or not isinstance(n_prompts, int) or not 1 <= n_prompts <= len(ev.prompts):
+        raise ValueError(f"n_prompts: need an integer in [1, {len(ev.prompts)}], got {n_prompts!r}")
+    unfinished = [label for label, run in runs.items() if not run.finished]
+    if unfinished:
+        raise ValueError(f"runs: {unfinished} have not finished; train them first (run_sweep)")
+    policies = {"pi_SFT": ctx.sft.model}
+    policies.update({label: load_model(run.artifact("model"), device=_config.device()) for label, run in runs.items()})
+    rows = []
+    for label, model in policies.items():
+        s = sample(model, ev.tokenizer, ev.prompt_ids[:n_prompts], 1, ev.max_new_tokens, ev.seed)
+        prompts = [ev.prompts[i] for i in s.prompt_index]
+        rewards = ev.gold([x + y for x, y in zip(prompts, s.texts)])
+        rows += [{"policy": label, "prompt": x, "response": y, "reward": float(r)}
+                 for x, y, r in zip(prompts, s.texts, rewards)]
+    return rows
 
 
 def export_runs(dest: str | Path, root: str | Path | None = None) -> list[Path]:
@@ -380,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"dpo_lab sweep: profile {profile.name}, {len(grid(profile))} runs -> {_config.results_dir(profile)}")
     out = run_sweep(profile, workers=args.workers)
     for spec, sec in out["seconds"].items():
-        print(f"{spec.label:40s} {out['runs'][spec]}  {sec:7.0f} s")
+        print(f"{spec.label:40s} {out['runs'][spec].id}  {sec:7.0f} s")
     print(f"wall time {out['wall_seconds']:.0f} s")
     if args.export:
         folders = export_runs(args.export)

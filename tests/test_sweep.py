@@ -174,14 +174,30 @@ def test_run_sweep_trains_the_grid_then_reuses_it(tiny_context, monkeypatch):
     monkeypatch.setattr(sweep, "context", lambda profile, progress=True: tiny_context)
     out = sweep.run_sweep(TINY, progress=False)
     assert list(out["runs"]) == sweep.grid(TINY) and out["wall_seconds"] > 0
+    assert all(r.finished and r.kind == "pref" for r in out["runs"].values())
     points = frontier.load_points(frontier.frontier_runs())
     assert {p["method"] for p in points} == set(frontier.METHODS)
     assert len(points) == 1 + TINY.pref_steps * len(sweep.grid(TINY))  # pi_SFT + one point per step
     before = {r.id: r.metrics() for r in frontier.frontier_runs()}
-    assert sweep.run_sweep(TINY, progress=False)["runs"] == out["runs"]
+    assert {s: r.id for s, r in sweep.run_sweep(TINY, progress=False)["runs"].items()} == \
+        {s: r.id for s, r in out["runs"].items()}
     assert {r.id: r.metrics() for r in frontier.frontier_runs()} == before
     with pytest.raises(ValueError, match="workers"):
         sweep.run_sweep(TINY, workers=0)
+
+
+def test_policy_samples_share_prompts_and_seed(tiny_context):
+    run = sweep.train_run(sweep.RunSpec("dpo", 0.1, 0), tiny_context, progress=False).run
+    rows = sweep.policy_samples(tiny_context, {"DPO beta=0.1": run}, n_prompts=2)
+    assert [r["policy"] for r in rows] == ["pi_SFT"] * 2 + ["DPO beta=0.1"] * 2
+    assert [r["prompt"] for r in rows[:2]] == [r["prompt"] for r in rows[2:]] == tiny_context.evaluator.prompts[:2]
+    assert all(0 <= r["reward"] <= 1 for r in rows)
+    assert sweep.policy_samples(tiny_context, {}, n_prompts=2) == rows[:2]  # same seed, same samples
+    with pytest.raises(ValueError, match="n_prompts"):
+        sweep.policy_samples(tiny_context, {}, n_prompts=0)
+    unfinished = runs.open_run("pref", {"tag": {"method": "dpo"}, "x": 1})
+    with pytest.raises(ValueError, match="not finished"):
+        sweep.policy_samples(tiny_context, {"x": unfinished})
 
 
 # --- export ---------------------------------------------------------------------------------------
