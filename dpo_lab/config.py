@@ -58,11 +58,13 @@ class Profile:
     # --- notebook 04: the IMDb task ---------------------------------------------------------
     dataset_name: str | None = None  # "stanfordnlp/imdb" from the hub; None = bundled reviews
     gold_reward_name: str | None = None  # hub classifier; None = the offline classifier
+    gold_reward_reviews: int = 0  # reviews of the "reward" part the offline classifier trains on; 0 = all
     sft_steps: int = 600
     sft_batch_size: int = 16
     sft_lr: float = 1e-3
     sft_bpe_vocab: int = 8192  # policy tokenizer: a BPE of this size trained on the reviews; 0 = tokenizer_name's
     sft_micro_batch_size: int = 0  # windows per forward (gradient accumulation); 0 = sft_batch_size
+    sft_reviews: int = 0  # reviews of the "sft" part used for the BPE and SFT; 0 = all
     n_prompts: int = 2_000  # prompts used to build preference pairs
     samples_per_prompt: int = 4  # completions per prompt -> all 6 pairs (paper: 4)
     max_new_tokens: int = 48
@@ -111,6 +113,8 @@ PROFILES: dict[str, Profile] = {
         sft_steps=20,
         sft_batch_size=8,
         sft_bpe_vocab=512,
+        sft_reviews=256,  # 20 steps x 8 windows need a few hundred reviews, not 7,600
+        gold_reward_reviews=2_000,
         n_prompts=16,
         max_new_tokens=12,
         n_test_prompts=16,

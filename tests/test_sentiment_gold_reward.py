@@ -4,6 +4,7 @@ import pytest
 import scipy.sparse as sp
 
 from dpo_lab import config
+from dpo_lab.runs import list_runs
 from dpo_lab.sentiment import NgramClassifier, Reviews, Scorer, load_gold_reward, load_second_scorer, \
     pipeline_scorer, scorer_accuracy, train_ngram_classifier
 from dpo_lab.sentiment import gold_reward as gr
@@ -157,6 +158,9 @@ def test_offline_default_is_trained_once_on_the_reward_part(tmp_path, monkeypatc
     assert calls == [1] and first.name == second.name and first.name.startswith("offline:gold_reward-")
     texts, _ = _corpus(30, seed=5)
     np.testing.assert_array_equal(first(texts), second(texts))
+    _, run_id = gr.offline_classifier(profile.replace(gold_reward_reviews=20))
+    assert calls == [1, 1] and run_id != first.name.split(":")[1]
+    assert {r.id: r.result()["n_reviews"] for r in list_runs("gold_reward")}[run_id] == 20
 
 
 def test_scorer_accuracy_counts_labelled_reviews_only():

@@ -96,6 +96,12 @@ def fixture_profile(tmp_path):
                                                sft_batch_size=4, n_positions=32)
 
 
+def test_sft_reviews_are_the_first_of_the_sft_part(fixture_profile):
+    part = sft.load_parts(fixture_profile)["sft"]
+    assert sft.sft_reviews(fixture_profile.replace(sft_reviews=5)).texts == part.texts[:5]
+    assert sft.sft_reviews(fixture_profile).texts == part.texts  # 0 = all
+
+
 def test_sft_tokenizer_is_trained_once_or_is_gpt2(fixture_profile, monkeypatch):
     calls = []
     train = sft.train_bpe

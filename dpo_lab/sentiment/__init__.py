@@ -49,8 +49,8 @@ from .pairs import PreferenceData, generate_samples, load_pairs, odpo_score, ord
     pairs_from_samples, preference_data, read_samples, trainer_pairs, write_pairs
 from .prompts import heldout_prompts, make_prompts, prompt_length, train_prompts
 from .reviews import Reviews, aclimdb_reviews, bundled_reviews, clean_review, hub_reviews, load_reviews
-from .sft import SFTPolicy, heldout_windows, perplexity, prompt_ids, review_windows, sft_policy, sft_tokenizer, \
-    train_bpe
+from .sft import SFTPolicy, heldout_windows, perplexity, prompt_ids, review_windows, sft_policy, sft_reviews, \
+    sft_tokenizer, train_bpe
 from .splits import PARTS, load_parts, part_of, review_digest, split_reviews
 
 __all__ = ["Reviews", "clean_review", "load_reviews", "bundled_reviews", "aclimdb_reviews", "hub_reviews",
@@ -58,8 +58,8 @@ __all__ = ["Reviews", "clean_review", "load_reviews", "bundled_reviews", "aclimd
            "prompt_length", "make_prompts", "train_prompts", "heldout_prompts",
            "PREFIX_WORDS", "Scorer", "NgramClassifier", "train_ngram_classifier", "offline_classifier",
            "pipeline_scorer", "load_gold_reward", "load_second_scorer", "scorer_accuracy",
-           "train_bpe", "sft_tokenizer", "review_windows", "prompt_ids", "perplexity", "heldout_windows",
-           "SFTPolicy", "sft_policy",
+           "train_bpe", "sft_reviews", "sft_tokenizer", "review_windows", "prompt_ids", "perplexity",
+           "heldout_windows", "SFTPolicy", "sft_policy",
            "ordered_pairs", "odpo_score", "pair_offsets", "read_samples", "generate_samples",
            "pairs_from_samples", "write_pairs", "load_pairs", "trainer_pairs", "PreferenceData",
            "preference_data"]

@@ -158,14 +158,15 @@ def train_ngram_classifier(texts, labels, C: float = NGRAM_C, min_df: int = NGRA
 def offline_classifier(profile: _config.Profile | None = None) -> tuple[NgramClassifier, str]:
     """The classifier trained on the "reward" part of the profile's reviews, and its run id.
 
-    Trained once (about 20 s on 10,000 reviews) and stored as run kind ``gold_reward``; later calls
-    load it.
+    Trained once on the labelled reviews of the part (the first ``profile.gold_reward_reviews`` of
+    them when that is > 0; about 20 s for 10,000 reviews) and stored as run kind ``gold_reward``;
+    later calls load it.
 
     Introduced in notebook 04.
     """
     profile = profile or _config.get_profile()
     reviews = load_parts(profile)["reward"]
-    labelled = reviews.select(np.flatnonzero(reviews.labels >= 0))
+    labelled = reviews.select(np.flatnonzero(reviews.labels >= 0)[:profile.gold_reward_reviews or None])
     cfg = {"classifier": "binary uni+bigram NB logistic regression", "C": NGRAM_C, "min_df": NGRAM_MIN_DF,
            "reviews": reviews.source, "part": "reward", "parts": PARTS, "n_reviews": len(labelled)}
     run = open_run("gold_reward", cfg)

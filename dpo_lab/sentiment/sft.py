@@ -66,9 +66,21 @@ def train_bpe(texts, vocab_size: int):
     return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=EOS, bos_token=EOS, pad_token=EOS)
 
 
+def sft_reviews(profile: _config.Profile | None = None):
+    """The reviews pi_SFT learns from: the sft part, or its first ``profile.sft_reviews`` reviews
+    when that is > 0 (smoke: a few hundred are all 20 steps can use).
+
+    Introduced in notebook 04.
+    """
+    profile = profile or _config.get_profile()
+    texts = load_parts(profile)["sft"]
+    return texts.select(range(min(len(texts), profile.sft_reviews or len(texts))))
+
+
 def sft_tokenizer(profile: _config.Profile | None = None):
-    """The policy's tokenizer: with ``profile.sft_bpe_vocab > 0`` a BPE trained on the sft part
-    (stored once as run kind ``bpe``), else ``dpo_lab.lm.load_tokenizer(profile.tokenizer_name)``.
+    """The policy's tokenizer: with ``profile.sft_bpe_vocab > 0`` a BPE trained on
+    :func:`sft_reviews` (stored once as run kind ``bpe``), else
+    ``dpo_lab.lm.load_tokenizer(profile.tokenizer_name)``.
 
     Introduced in notebook 04.
     """
@@ -77,7 +89,7 @@ def sft_tokenizer(profile: _config.Profile | None = None):
     profile = profile or _config.get_profile()
     if not profile.sft_bpe_vocab:
         return load_tokenizer(profile.tokenizer_name)
-    texts = load_parts(profile)["sft"]
+    texts = sft_reviews(profile)
     run = open_run("bpe", {"vocab_size": profile.sft_bpe_vocab, "reviews": texts.source, "part": "sft",
                            "parts": PARTS, "n_reviews": len(texts)})
     folder = run.artifact("tokenizer")
@@ -169,6 +181,7 @@ def sft_policy(profile: _config.Profile | None = None, progress: bool = True) ->
     model_name                start from these weights (gpu: gpt2-large); None = a fresh GPT-2
                               of n_layer x n_embd, n_head heads, n_positions context
     sft_bpe_vocab             see :func:`sft_tokenizer`
+    sft_reviews               see :func:`sft_reviews`
     sft_steps                 optimiser steps; 0 = one epoch over the windows (paper)
     sft_batch_size, sft_lr    windows per step, peak learning rate (5% linear warmup, cosine)
     sft_micro_batch_size      windows per forward (gradient accumulation); 0 = sft_batch_size
@@ -182,7 +195,7 @@ def sft_policy(profile: _config.Profile | None = None, progress: bool = True) ->
 
     profile = profile or _config.get_profile()
     tokenizer = sft_tokenizer(profile)
-    sft_texts = load_parts(profile)["sft"]
+    sft_texts = sft_reviews(profile)
     windows = review_windows(sft_texts.texts, tokenizer, profile.n_positions)
     heldout = heldout_windows(tokenizer, profile)
     init = load_model(profile.model_name) if profile.model_name else \
