@@ -87,6 +87,7 @@ class Profile:
     cdpo_beta: float = 0.1
     cdpo_label_smoothing: float = 0.1  # conservative DPO: 10% of the labels assumed flipped
     sweep_workers: int = 2  # training processes at once; 2 x 1 thread is fastest on 2 cores (REFERENCE.md 8)
+    sweep_threads: int = 1  # torch threads per training process; 0 = cores // sweep_workers
 
     def replace(self, **changes) -> "Profile":
         """A copy with some knobs changed (profiles are frozen)."""
@@ -159,6 +160,7 @@ PROFILES: dict[str, Profile] = {
         seeds=(0, 1, 2),
         pref_micro_batch_size=16,  # 32 sequences of gpt2-large per forward
         sweep_workers=1,  # one GPU: one run at a time
+        sweep_threads=0,
     ),
 }
 

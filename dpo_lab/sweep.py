@@ -306,9 +306,11 @@ def run_sweep(profile: _config.Profile | None = None, workers: int | None = None
     """Train every run of :func:`grid` (finished runs are loaded, interrupted ones resumed).
 
     Introduced in notebook 05. With ``workers`` > 1 (default ``profile.sweep_workers``) the runs are
-    spread over that many processes with ``cores // workers`` torch threads each (on 2 cores, two
-    one-thread processes beat one two-thread process: REFERENCE.md 8); pi_SFT, the pairs and the
-    pi_SFT evaluation are built first in this process so the workers only read them. Returns
+    spread over that many processes; pi_SFT, the pairs and the pi_SFT evaluation are built first in
+    this process so the workers only read them. Each training process uses ``profile.sweep_threads``
+    torch threads (0 = ``cores // workers``): on 2 cores two one-thread processes beat one two-thread
+    process (REFERENCE.md 8), and a second thread is what suffers most when other jobs share the
+    cores. Returns
     ``{"runs": {spec: Run}, "seconds": {spec: seconds}, "wall_seconds": total}``.
     """
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -316,24 +318,27 @@ def run_sweep(profile: _config.Profile | None = None, workers: int | None = None
 
     from tqdm.auto import tqdm
 
+    from .lm import torch_threads
+
     p = profile or _config.get_profile()
     workers = p.sweep_workers if workers is None else workers
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers: need an integer >= 1, got {workers!r}")
+    threads = p.sweep_threads or max(1, (os.cpu_count() or 1) // workers)
     started = time.perf_counter()
-    ctx = context(p, progress=progress)
-    evaluate_sft(ctx)
     specs = grid(p)
     ids, seconds = {}, {}
     bar = tqdm(total=len(specs), desc=f"sweep ({p.name} profile)", disable=not progress)
-    if workers == 1:
-        for spec in specs:
-            t0 = time.perf_counter()
-            ids[spec] = train_run(spec, ctx, progress=progress).run.id
-            seconds[spec] = time.perf_counter() - t0
-            bar.update(1)
-    else:
-        threads = max(1, (os.cpu_count() or 1) // workers)
+    with torch_threads(threads):
+        ctx = context(p, progress=progress)
+        evaluate_sft(ctx)
+        if workers == 1:
+            for spec in specs:
+                t0 = time.perf_counter()
+                ids[spec] = train_run(spec, ctx, progress=progress).run.id
+                seconds[spec] = time.perf_counter() - t0
+                bar.update(1)
+    if workers > 1:
         os.environ[_config.ENV_VAR] = p.name  # the spawned workers resolve the same profile and results
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_init_worker, initargs=(p.name, threads)) as pool:
