@@ -167,3 +167,13 @@ def test_load_reviews_dispatches_on_the_name(tmp_path, monkeypatch):
         rv.load_reviews(str(tmp_path / "missing" / "aclImdb_v1.tar.gz"), profile=cpu)
     with pytest.raises(ValueError, match="name must be None"):
         rv.load_reviews("  ", profile=cpu)
+
+
+def test_text_list_checks_lists_of_strings():
+    assert rv.text_list(("a", "b")) == ["a", "b"] and rv.text_list([]) == []
+    with pytest.raises(ValueError, match="prompts must be a list of strings, got a single string"):
+        rv.text_list("a", "prompts")
+    with pytest.raises(ValueError, match=r"texts\[1\] must be a string, got 3"):
+        rv.text_list(["a", 3])
+    with pytest.raises(ValueError, match=r"texts\[0\] must be a non-empty string"):
+        rv.text_list([" "], nonblank=True)

@@ -56,23 +56,13 @@ import numpy as np
 
 from .. import config as _config
 from ..runs import open_run
-from .reviews import Reviews
+from .reviews import Reviews, text_list
 from .splits import PARTS, load_parts
 
 OFFLINE, VADER = "offline", "vader"
 NGRAM_C = 0.1  # in {0.01, 0.03, 0.1, 0.3} full-review accuracy and rank agreement moved < 0.01
 NGRAM_MIN_DF = 2  # an n-gram seen in one review only is noise
 PREFIX_WORDS = 48  # about the length of the policy's completions
-
-
-def _as_texts(texts) -> list[str]:
-    if isinstance(texts, (str, bytes)):
-        raise ValueError("texts must be a list of strings, got a single string")
-    texts = list(texts)
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise ValueError(f"texts[{i}] must be a string, got {type(text).__name__}")
-    return texts
 
 
 def _vectorizer(vocabulary=None, min_df: int = NGRAM_MIN_DF):
@@ -102,7 +92,7 @@ class NgramClassifier:
 
     def logits(self, texts) -> np.ndarray:
         """(N,) float64 logits w . x + b."""
-        texts = _as_texts(texts)
+        texts = text_list(texts)
         if not texts:
             return np.zeros(0)
         return self._vec.transform(texts) @ self.weights + self.bias
@@ -136,7 +126,7 @@ def train_ngram_classifier(texts, labels, C: float = NGRAM_C, min_df: int = NGRA
     """
     from sklearn.linear_model import LogisticRegression
 
-    texts = _as_texts(texts)
+    texts = text_list(texts)
     labels = np.asarray(labels)
     if labels.shape != (len(texts),):
         raise ValueError(f"labels has shape {labels.shape}; expected ({len(texts)},) to match texts")
@@ -190,7 +180,7 @@ class Scorer:
     score: Callable[[list[str]], np.ndarray]
 
     def __call__(self, texts) -> np.ndarray:
-        texts = _as_texts(texts)
+        texts = text_list(texts)
         return np.asarray(self.score(texts), dtype=np.float64) if texts else np.zeros(0)
 
 

@@ -17,6 +17,7 @@ prompts         (N,) str   decoded prefixes (a prefix may end inside a word, as 
 from __future__ import annotations
 
 from .. import config as _config
+from .reviews import text_list
 from .splits import load_parts, review_digest
 
 MIN_TOKENS, MAX_TOKENS = 2, 8
@@ -40,12 +41,7 @@ def make_prompts(texts, tokenizer) -> list[str]:
 
     Introduced in notebook 04.
     """
-    if isinstance(texts, str):
-        raise ValueError("texts must be a list of strings, got a single string")
-    texts = list(texts)
-    for i, text in enumerate(texts):
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"texts[{i}] must be a non-empty string, got {text!r}")
+    texts = text_list(texts, nonblank=True)
     heads = [" ".join(t.split()[:_HEAD_WORDS]) for t in texts]
     ids = tokenizer(heads, add_special_tokens=False)["input_ids"] if heads else []
     # A cut inside a multi-byte character decodes to U+FFFD; drop it with any trailing space.

@@ -86,6 +86,21 @@ def clean_review(text: str) -> str:
     return " ".join(_BR.sub(" ", text).split())  # split() is ~4x faster than a whitespace regex
 
 
+def text_list(texts, name: str = "texts", nonblank: bool = False) -> list[str]:
+    """``texts`` as a list, checked: a list (not a single string) of strings, non-blank if
+    ``nonblank``. The ``ValueError`` names the argument and the index.
+
+    Introduced in notebook 04.
+    """
+    if isinstance(texts, (str, bytes)):
+        raise ValueError(f"{name} must be a list of strings, got a single string")
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or (nonblank and not text.strip()):
+            raise ValueError(f"{name}[{i}] must be a {'non-empty ' if nonblank else ''}string, got {text!r}")
+    return texts
+
+
 def load_reviews(name: str | Path | None = None, profile: _config.Profile | None = None) -> Reviews:
     """The IMDb reviews named by ``name``, else by ``profile.dataset_name`` (see the module table).
 

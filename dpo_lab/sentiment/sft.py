@@ -35,6 +35,7 @@ from pathlib import Path
 
 from .. import config as _config
 from ..runs import Run, open_run
+from .reviews import text_list
 from .splits import PARTS, load_parts
 
 EOS = "<|endoftext|>"
@@ -52,9 +53,7 @@ def train_bpe(texts, vocab_size: int):
 
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 257:
         raise ValueError(f"vocab_size must be an integer >= 257 (256 bytes + EOS), got {vocab_size!r}")
-    if isinstance(texts, str):
-        raise ValueError("texts must be a list of strings, got a single string")
-    texts = list(texts)
+    texts = text_list(texts)
     if not texts:
         raise ValueError("texts is empty: nothing to train the BPE on")
     bpe = Tokenizer(models.BPE())
@@ -107,9 +106,7 @@ def review_windows(texts, tokenizer, window: int) -> list[list[int]]:
     """
     if isinstance(window, bool) or not isinstance(window, int) or window < 2:
         raise ValueError(f"window must be an integer >= 2, got {window!r}")
-    if isinstance(texts, str):
-        raise ValueError("texts must be a list of strings, got a single string")
-    texts = list(texts)
+    texts = text_list(texts)
     eos = tokenizer.eos_token_id
     windows = []
     for row in tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []:
@@ -123,12 +120,7 @@ def prompt_ids(prompts, tokenizer) -> list[list[int]]:
 
     Introduced in notebook 04.
     """
-    if isinstance(prompts, str):
-        raise ValueError("prompts must be a list of strings, got a single string")
-    prompts = list(prompts)
-    for i, prompt in enumerate(prompts):
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise ValueError(f"prompts[{i}] must be a non-empty string, got {prompt!r}")
+    prompts = text_list(prompts, "prompts", nonblank=True)
     eos = tokenizer.eos_token_id
     return [[eos] + row for row in tokenizer(prompts, add_special_tokens=False)["input_ids"]] if prompts else []
 
