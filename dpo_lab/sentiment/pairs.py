@@ -52,6 +52,7 @@ PAIR_FIELDS = ("prompt", "chosen", "rejected", "score_chosen", "score_rejected",
 _ID_FIELDS = ("prompt_ids", "chosen_ids", "rejected_ids")
 _TEXT_FIELDS = ("prompt", "chosen", "rejected")
 _NUMBER_FIELDS = ("score_chosen", "score_rejected", "offset")
+CHUNK_PROMPTS = 32  # prompts sampled, scored and appended together (4 x 32 = 128 sequences a batch)
 
 
 def ordered_pairs(scores) -> list[tuple[int, int]]:
@@ -134,11 +135,25 @@ def read_samples(path: str | Path, repair: bool = False) -> list[dict]:
 
 
 def generate_samples(policy, tokenizer, prompts, scorer, path: str | Path, num_samples: int,
-                     max_new_tokens: int, seed: int, chunk_size: int = 32, progress: bool = True) -> list[dict]:
+                     max_new_tokens: int, seed: int, chunk_size: int = CHUNK_PROMPTS,
+                     progress: bool = True) -> list[dict]:
     """Sample, score and append to ``path`` the records of every prompt not yet in it; returns all.
 
-    Prompts are processed in chunks of ``chunk_size``; the chunk starting at prompt i samples with
-    the seed ``SeedSequence([seed, i])``, so a resumed generation is as reproducible as a fresh one.
+    ==============  ============================================================================
+    argument        meaning
+    ==============  ============================================================================
+    policy          pi_SFT; sampled plainly (temperature 1, no top-k / top-p)
+    tokenizer       the policy's; prompts become ``prompt_ids`` (``[EOS] + tokens``)
+    prompts         N strings; record i of the file must belong to prompts[i]
+    scorer          texts -> P(pos), applied to ``prompt + response``
+    path            the samples file (module table); created, or resumed after its last full line
+    num_samples     K samples per prompt (paper: 4)
+    chunk_size      prompts per sampling batch and per append (one write + fsync)
+    ==============  ============================================================================
+
+    The chunk that starts at prompt i samples with the seed ``SeedSequence([seed, i])``: a run
+    resumed at a chunk boundary (the usual case, since a chunk is appended in one write) writes the
+    same records as an uninterrupted one.
 
     Introduced in notebook 04.
     """
@@ -316,7 +331,7 @@ def preference_data(profile: _config.Profile | None = None, policy=None, progres
     cfg = {"policy": policy.run.id, "gold_reward": scorer.name, "n_prompts": len(prompts),
            "prompts_sha256": hashlib.sha256("\n".join(prompts).encode("utf-8")).hexdigest(),
            "samples_per_prompt": profile.samples_per_prompt, "max_new_tokens": profile.max_new_tokens,
-           "seed": profile.seed, "chunk_size": 32}
+           "seed": profile.seed, "chunk_size": CHUNK_PROMPTS}
     run = open_run("pairs", cfg)
     samples_path, pairs_path = run.artifact("samples.jsonl"), run.artifact("pairs.jsonl")
     if not run.finished:
