@@ -1,11 +1,12 @@
 """Throughput of the language-model engine (dpo_lab.lm) on the cpu-profile GPT-2.
 
-For the profile's model (``n_layer`` x ``n_embd``, ``n_head`` heads, ``n_positions`` context) and a
-vocabulary of GPT-2's 50,257 tokens (and, with ``--vocab``, others such as the 8k BPE of
-REFERENCE.md 8), on preference batches shaped like the IMDb task (prompts of 3-9 tokens, responses
-of 8-48 tokens + EOS), this prints
+For the cpu profile's model (``n_layer`` x ``n_embd``, ``n_head`` heads, ``n_positions`` context)
+with the profile's vocabulary (its BPE of ``sft_bpe_vocab`` tokens) and GPT-2's 50,257 tokens, on
+preference batches shaped like the IMDb task (prompts of 3-9 tokens, responses of 8-48 tokens +
+EOS), this prints
 
-* the machine: load average, threads, and the measured fp32 matmul peak (best of several sizes);
+* the machine: load average, threads, and the measured fp32 matmul peak (best of several sizes),
+  measured again around every timed run ("peak now"), since other jobs change it minute by minute;
 * preference training (DPO) with ``train_preferences``: pairs/s, seconds per step, and the FLOP/s
   of the matmuls it performs as a fraction of that peak;
 * the same steps done the straightforward way (chosen and rejected in separate forwards, the
@@ -17,7 +18,7 @@ Targets (issue 5): the trainer's step at >= 35% of the fp32 matmul peak and >= 2
 straightforward implementation, with identical losses. The machine is shared: read the load
 average printed with every measurement. Not a test; run it by hand:
 
-    .venv/bin/python benchmarks/bench_lm.py [--threads 1] [--vocab 50257 8192] [--steps 6]
+    .venv/bin/python benchmarks/bench_lm.py [--threads 1] [--vocab 8192 50257] [--micro 8 32] [--rounds 2]
 """
 from __future__ import annotations
 
@@ -95,7 +96,7 @@ def step_flops(cfg, pairs: list[dict], indices: list[int], micro: int) -> float:
 
 
 def trainer_steps(policy, ref, pairs, steps: int, micro: int, root: str,
-                  tag: int) -> tuple[list[float], list[float]]:
+                  tag: str) -> tuple[list[float], list[float]]:
     """Per-step seconds and losses of ``train_preferences`` (DPO, beta 0.1, AdamW)."""
     out = train_preferences(policy, ref, pairs, loss="dpo", beta=0.1, steps=steps, batch_size=32,
                             micro_batch_size=micro, lr=1e-4, run_root=root, run_tag={"bench": tag},
@@ -142,30 +143,39 @@ def naive_steps(policy, ref, pairs, steps: int) -> tuple[list[float], list[float
     return seconds, losses
 
 
-def bench_training(profile, vocab: int, steps: int, micros: list[int], peak: float) -> None:
+def peak_now(measure):
+    """Run ``measure()`` between two matmul-peak measurements; the peak at the time is their mean
+    (the machine is shared, so a peak taken minutes earlier can be far off)."""
+    before = matmul_peak()
+    out = measure()
+    return out, (before + matmul_peak()) / 2
+
+
+def bench_training(profile, vocab: int, steps: int, micros: list[int], rounds: int) -> None:
     cfg = gpt2_config(_Vocab(vocab), profile)
     policy, ref = load_model(cfg, seed=0, device="cpu"), load_model(cfg, seed=1, device="cpu")
     pairs = synthetic_pairs(512, vocab)
     params = sum(p.numel() for p in policy.parameters())
     print(f"\n== GPT-2 {cfg.n_layer} x {cfg.n_embd}, {cfg.n_head} heads, context {cfg.n_positions}, "
           f"vocab {vocab}: {params / 1e6:.1f}M parameters; 32 pairs per step ({load()})")
-    naive_seconds, naive_losses = naive_steps(policy, ref, pairs, steps)
-    naive_step = statistics.median(naive_seconds[1:])  # the first step pays one-off allocations
-    print(f"straightforward:              {32 / naive_step:6.1f} pairs/s, {naive_step:5.2f} s/step "
-          f"({load()})")
     with tempfile.TemporaryDirectory() as root:
-        for micro in micros:
-            start = time.perf_counter()
-            seconds, losses = trainer_steps(policy, ref, pairs, steps, micro, root, micro)
-            total = time.perf_counter() - start
-            step = statistics.median(seconds[1:])
-            flops = statistics.median(step_flops(cfg, pairs, batch_indices(len(pairs), 32, 0, k), micro)
-                                      for k in range(1, steps))
-            diff = max(abs(a - b) for a, b in zip(losses, naive_losses))
-            print(f"trainer, micro-batch {micro:>2} pairs: {32 / step:6.1f} pairs/s, {step:5.2f} s/step, "
-                  f"{flops / step / 1e9:6.1f} GFLOP/s = {flops / step / 1e9 / peak:5.1%} of peak, "
-                  f"{naive_step / step:.2f}x the straightforward pairs/s, max |loss difference| {diff:.1e} "
-                  f"({load()}; whole run incl. the reference pass and saving {total:.0f} s)")
+        for round_ in range(rounds):
+            (naive_seconds, naive_losses), peak = peak_now(lambda: naive_steps(policy, ref, pairs, steps))
+            naive_step = statistics.median(naive_seconds[1:])  # the first step pays one-off allocations
+            print(f"round {round_ + 1}, straightforward:          {32 / naive_step:6.1f} pairs/s, "
+                  f"{naive_step:5.2f} s/step (peak now {peak:.1f} GFLOP/s; {load()})")
+            for micro in micros:
+                (seconds, losses), peak = peak_now(
+                    lambda: trainer_steps(policy, ref, pairs, steps, micro, root, f"{round_}-{micro}"))
+                step = statistics.median(seconds[1:])
+                flops = statistics.median(step_flops(cfg, pairs, batch_indices(len(pairs), 32, 0, k), micro)
+                                          for k in range(1, steps))
+                diff = max(abs(a - b) for a, b in zip(losses, naive_losses))
+                rate = flops / step / 1e9
+                print(f"round {round_ + 1}, trainer, micro-batch {micro:>2}: {32 / step:6.1f} pairs/s, "
+                      f"{step:5.2f} s/step, {rate:6.1f} GFLOP/s = {rate / peak:5.1%} of the peak now "
+                      f"({peak:.1f}), {naive_step / step:.2f}x the straightforward pairs/s, "
+                      f"max |loss difference| {diff:.1e} ({load()})")
 
 
 def bench_sampling(profile, vocab: int) -> None:
@@ -181,21 +191,22 @@ def bench_sampling(profile, vocab: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    profile = config.get_profile("cpu")
+    vocabs = sorted({profile.sft_bpe_vocab or 50257, 50257})
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--vocab", type=int, nargs="+", default=[50257])
-    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--vocab", type=int, nargs="+", default=vocabs)
+    parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--micro", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    profile = config.get_profile("cpu")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_count()} cores; {load()}")
-    peak = matmul_peak()
-    print(f"fp32 matmul peak: {peak:.1f} GFLOP/s")
+    print(f"fp32 matmul peak: {matmul_peak():.1f} GFLOP/s")
     for vocab in args.vocab:
-        bench_training(profile, vocab, args.steps, args.micro, peak)
+        bench_training(profile, vocab, args.steps, args.micro, args.rounds)
         bench_sampling(profile, vocab)
-    print(f"\nfp32 matmul peak again: {matmul_peak():.1f} GFLOP/s ({load()})")
+    print(f"\nfp32 matmul peak at the end: {matmul_peak():.1f} GFLOP/s ({load()})")
     return 0
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from dpo_lab.lm import TokenLogprobs, load_model, sequence_logprobs
-from dpo_lab.lm.logprobs import (as_id_lists, context_length, eos_id_of, pad_pairs, per_row, prepare_pairs,
-                                 response_logits, token_logprobs, vocab_size)
+from dpo_lab.lm.logprobs import (as_id_lists, context_length, eos_id_of, pack_pairs, packing_capacity,
+                                 per_sequence, prepare_pairs, response_logits, token_logprobs, vocab_size)
 from lm_support import EOS, TINY, naive_token_logps, one_thread  # noqa: F401 (autouse fixture)
 
 
@@ -78,19 +78,39 @@ def test_per_token_output(model, pairs):
         torch.testing.assert_close(out.token_logps[i, :n].double(), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_pad_pairs_layout():
-    batch = pad_pairs([[5, 6], [7]], [[1, 2, 3], [4]], pad_id=EOS)
+def test_one_sequence_per_row_layout():
+    batch = pack_pairs([[5, 6], [7]], [[1, 2, 3], [4]], pad_id=EOS)
     assert batch.input_ids.tolist() == [[5, 6, 1, 2, 3], [7, 4, EOS, EOS, EOS]]
-    assert batch.attention_mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]
-    assert batch.position_ids.tolist() == [[0, 1, 2, 3, 4], [0, 1, 1, 1, 1]]
+    assert batch.position_ids.tolist() == [[0, 1, 2, 3, 4], [0, 1, 2, 3, 4]]
     assert batch.predict_mask.int().tolist() == [[0, 1, 1, 1, 0], [1, 0, 0, 0, 0]]
     assert batch.targets.tolist() == [1, 2, 3, 4]
+    assert (batch.target_seq.tolist(), batch.target_pos.tolist()) == ([0, 0, 0, 1], [0, 1, 2, 0])
     assert batch.response_mask.int().tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_packed_layout_longest_first_with_restarting_positions():
+    batch = pack_pairs([[5, 6], [7], [8]], [[1, 2, 3], [4], [9, 9]], pad_id=EOS, capacity=8)
+    # lengths 5, 2, 3: [seq 0, seq 2] fill 8 tokens, seq 1 opens a second row
+    assert batch.input_ids.tolist() == [[5, 6, 1, 2, 3, 8, 9, 9], [7, 4] + [EOS] * 6]
+    assert batch.position_ids.tolist() == [[0, 1, 2, 3, 4, 0, 1, 2], [0, 1, 2, 3, 4, 5, 6, 7]]
+    assert batch.predict_mask.int().tolist() == [[0, 1, 1, 1, 0, 1, 1, 0], [1, 0, 0, 0, 0, 0, 0, 0]]
+    assert batch.targets.tolist() == [1, 2, 3, 9, 9, 4]
+    assert (batch.target_seq.tolist(), batch.target_pos.tolist()) == ([0, 0, 0, 2, 2, 1], [0, 1, 2, 0, 1, 0])
+    spread = per_sequence(torch.arange(1.0, 7.0), batch)
+    assert spread.tolist() == [[1.0, 2.0, 3.0], [6.0, 0.0, 0.0], [4.0, 5.0, 0.0]]
+
+
+def test_packing_is_probed_and_keeps_sequences_apart(model, pairs):
+    assert packing_capacity(model) == 64
+    prompts, responses = prepare_pairs(model, *pairs)
+    packed = token_logprobs(model, pack_pairs(prompts, responses, EOS, capacity=64)).detach()
+    alone = token_logprobs(model, pack_pairs(prompts, responses, EOS)).detach()
+    assert (packed - alone).abs().max() < 1e-5
 
 
 def test_token_logprobs_is_differentiable_and_agrees(model, pairs):
     prompts, responses = prepare_pairs(model, *pairs)
-    batch = pad_pairs(prompts, responses, EOS)
+    batch = pack_pairs(prompts, responses, EOS, packing_capacity(model))
     token = token_logprobs(model, batch)
     token.sum().backward()
     grad = model.lm_head.weight.grad
@@ -142,11 +162,41 @@ def test_model_facts_and_id_lists(model):
 
 
 def test_response_logits_cover_exactly_the_response_tokens(model):
-    batch = pad_pairs([[5, 6], [7]], [[1, 2, 3], [4]], pad_id=EOS)
+    batch = pack_pairs([[5, 6], [7]], [[1, 2, 3], [4]], pad_id=EOS, capacity=64)
     logits = response_logits(model, batch)
     assert logits.shape == (4, 300) and logits.dtype == torch.float32
     with torch.no_grad():
         full = model(torch.tensor([[5, 6, 1, 2, 3]])).logits[0]
-    torch.testing.assert_close(logits[:3].detach(), full[1:4], rtol=0, atol=1e-5)
-    spread = per_row(torch.tensor([1.0, 2.0, 3.0, 4.0]), batch)
-    assert spread.tolist() == [[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]]
+        short = model(torch.tensor([[7, 4]])).logits[0]
+    torch.testing.assert_close(logits.detach(), torch.cat([full[1:4], short[:1]]), rtol=0, atol=1e-5)
+
+
+class _Mixer(torch.nn.Module):
+    """A stand-in model whose hidden state at t sums the embeddings of tokens 0..t: either of the
+    whole row (as a transformers version that ignores restarting position ids would) or of the
+    current sequence only."""
+
+    def __init__(self, keeps_apart):
+        super().__init__()
+        self.embed = torch.nn.Embedding(4, 3)
+        self.config = type("Config", (), {"max_position_embeddings": 16})()
+        self.keeps_apart = keeps_apart
+
+    @property
+    def base_model(self):
+        return self
+
+    def forward(self, input_ids, position_ids, use_cache):
+        x = self.embed(input_ids)
+        if self.keeps_apart:
+            segment = (position_ids == 0).cumsum(1)
+            x = torch.stack([(x * (segment == s)[..., None]).cumsum(1) * (segment == s)[..., None]
+                             for s in segment.unique()]).sum(0)
+        else:
+            x = x.cumsum(1)
+        return type("Out", (), {"last_hidden_state": x})()
+
+
+def test_models_that_would_mix_packed_sequences_get_one_sequence_per_row():
+    assert packing_capacity(_Mixer(keeps_apart=True)) == 16
+    assert packing_capacity(_Mixer(keeps_apart=False)) is None

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .logprobs import eos_id_of, pad_pairs, per_row, prepare_pairs, response_logits, vocab_size
+from .logprobs import (eos_id_of, pack_pairs, packing_capacity, per_sequence, prepare_pairs, response_logits,
+                       vocab_size)
 from .model import model_device
 from .sampling import Samples, sample
 
@@ -98,6 +99,8 @@ def sequence_kl(policy, ref, prompt_ids, response_ids,
     prompts, responses = prepare_pairs(policy, prompt_ids, response_ids, add_eos=False)
     prepare_pairs(ref, prompts, responses, add_eos=False)  # ref's context may be shorter
     eos = eos_id_of(policy)
+    capacities = (packing_capacity(policy), packing_capacity(ref))
+    capacity = None if None in capacities else min(capacities)  # one packing both models handle
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))
     batches, rows, tokens, n_vocab = [], [], 0, vocab_size(policy)
     for i in order:
@@ -115,15 +118,15 @@ def sequence_kl(policy, ref, prompt_ids, response_ids,
     try:
         with torch.no_grad():
             for rows in batches:
-                batch = pad_pairs([prompts[i] for i in rows], [responses[i] for i in rows], eos,
-                                  model_device(policy))
+                batch = pack_pairs([prompts[i] for i in rows], [responses[i] for i in rows], eos, capacity,
+                                   model_device(policy))
                 logp = response_logits(policy, batch).log_softmax(dim=-1)
                 logq = response_logits(ref, batch.to(model_device(ref))).to(logp.device).log_softmax(dim=-1)
                 diff = logp - logq
                 picked = diff.gather(1, batch.targets[:, None]).squeeze(1)
                 per_token_kl = (logp.exp_() * diff).sum(dim=-1)  # in place: logp is not needed again
-                logratio[rows] = per_row(picked, batch).sum(dim=1).double().cpu()
-                exact[rows] = per_row(per_token_kl, batch).sum(dim=1).double().cpu()
+                logratio[rows] = per_sequence(picked, batch).sum(dim=1).double().cpu()
+                exact[rows] = per_sequence(per_token_kl, batch).sum(dim=1).double().cpu()
     finally:
         policy.train(modes[0])
         ref.train(modes[1])

@@ -10,12 +10,16 @@ Correctness rules (each one is a known bug in public trainers, REFERENCE.md 4):
 
 1. Prompt and response are tokenized separately and their ids concatenated (no BPE merge across the
    boundary). This module takes ids, so it cannot get that wrong; the caller tokenizes.
-2. Batches are right-padded with EOS (= pad). Which positions count is decided by masks built from
-   the lengths, never by comparing token ids with the pad id, so an EOS inside a response counts and
-   padding never does.
-3. Position ids come from the attention mask (``cumsum - 1``), so a sequence gets the same positions
-   alone or in a padded batch: results are invariant to batch size, batch order and padding (to
-   float32 rounding, about 1e-6).
+2. Which positions count is decided by masks built from the lengths, never by comparing token ids
+   with the pad id (EOS), so an EOS inside a response counts and padding never does.
+3. Sequences are packed into rows of up to the model's context, longest first, and each row is
+   right-padded with EOS. Position ids restart at 0 for every sequence, and from that restart
+   transformers builds a block-diagonal causal mask: a token attends only to earlier tokens of its
+   own sequence. So a sequence gets the same positions and the same context alone, in a padded
+   batch or packed next to others: results are invariant to batch size, order and padding (to
+   float32 rounding, about 1e-6). Packing removes most padding from the forward pass. Models that
+   would let packed sequences see each other (older transformers) are detected by a probe on first
+   use and get one sequence per row instead (:func:`packing_capacity`).
 4. EOS is appended to every response unless ``add_eos=False``; responses that already end with EOS
    with ``add_eos=True`` are refused, since a doubled EOS would be scored silently. Sampled responses
    (EOS present only when the model emitted it) are scored with ``add_eos=False``.
@@ -26,18 +30,21 @@ Correctness rules (each one is a known bug in public trainers, REFERENCE.md 4):
    positions), and log-probs come from a fused ``cross_entropy`` on those rows: no (B, T, V)
    float32 log-softmax is ever built.
 
-Shapes (B = sequences in a batch, T = longest prompt + response, L = longest response, n = response
-tokens in the batch, V = vocabulary size, d = model width):
+Shapes (B = sequences in a batch, R = packed rows, T = longest row, L = longest response, n =
+response tokens in the batch, V = vocabulary size, d = model width):
 
 ==================  =======  ============================================================
 name                shape    meaning
 ==================  =======  ============================================================
-input_ids           (B, T)   prompt + response ids, right-padded with EOS
-attention_mask      (B, T)   1 on real tokens, 0 on padding
-position_ids        (B, T)   cumsum(attention_mask) - 1, clamped at 0
-predict_mask        (B, T)   True at positions whose next token is a response token
-targets             (n,)     the response tokens, row-major order
-response_mask       (B, L)   True on the first R_i entries of row i
+input_ids           (R, T)   prompt + response ids of the sequences packed in each row,
+                             right-padded with EOS
+position_ids        (R, T)   0, 1, ... restarting at every sequence (padding continues the
+                             last sequence of its row, after it, so it changes nothing)
+predict_mask        (R, T)   True at positions whose next token is a response token
+targets             (n,)     the response tokens, in row-major order of predict_mask
+target_seq          (n,)     the sequence (0 .. B-1) each target belongs to
+target_pos          (n,)     its position in that response (0 .. R_i - 1)
+response_mask       (B, L)   True on the first R_i entries of sequence i
 hidden (selected)   (n, d)   final hidden states at the predicting positions
 logits              (n, V)   LM head on those rows only
 token_logps         (B, L)   log pi(y_t | x, y_<t), 0 on padding
@@ -47,6 +54,7 @@ logps               (B,)     token_logps summed over the response
 from __future__ import annotations
 
 import operator
+import weakref
 from dataclasses import dataclass, fields
 from typing import NamedTuple, Sequence
 
@@ -143,69 +151,114 @@ def prepare_pairs(model, prompt_ids, response_ids, add_eos: bool = True,
 
 
 @dataclass
-class PaddedPairs:
-    """A right-padded batch of (prompt, response) pairs; field shapes in the module docstring."""
+class PackedPairs:
+    """A batch of (prompt, response) pairs packed into rows; field shapes in the module docstring."""
 
     input_ids: torch.Tensor
-    attention_mask: torch.Tensor
     position_ids: torch.Tensor
     predict_mask: torch.Tensor
     targets: torch.Tensor
+    target_seq: torch.Tensor
+    target_pos: torch.Tensor
     response_mask: torch.Tensor
 
-    def to(self, device: torch.device | str) -> "PaddedPairs":
+    def to(self, device: torch.device | str) -> "PackedPairs":
         """The same batch on ``device``."""
-        return PaddedPairs(*(getattr(self, f.name).to(device) for f in fields(self)))
+        return PackedPairs(*(getattr(self, f.name).to(device) for f in fields(self)))
 
 
-def pad_pairs(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], pad_id: int,
-              device: torch.device | str = "cpu") -> PaddedPairs:
-    """Concatenate each prompt with its response and right-pad the batch with ``pad_id``.
-
-    Inputs must already be validated (:func:`prepare_pairs`). Masks come from the lengths only.
+def pack_pairs(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], pad_id: int,
+               capacity: int | None = None, device: torch.device | str = "cpu") -> PackedPairs:
+    """Concatenate each prompt with its response and pack the sequences into rows of at most
+    ``capacity`` tokens (first fit, longest first); ``None`` puts one sequence in each row. Rows are
+    right-padded with ``pad_id``. Inputs must already be validated (:func:`prepare_pairs`).
 
     Introduced in notebook 04.
     """
-    lengths = [(len(p), len(r)) for p, r in zip(prompts, responses)]
-    width = max(p + r for p, r in lengths)
-    longest = max(r for _, r in lengths)
-    input_ids = torch.full((len(lengths), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(lengths), width), dtype=torch.long)
-    predict_mask = torch.zeros((len(lengths), width), dtype=torch.bool)
-    response_mask = torch.zeros((len(lengths), longest), dtype=torch.bool)
-    for i, (prompt, response) in enumerate(zip(prompts, responses)):
-        p, r = lengths[i]
-        input_ids[i, :p + r] = torch.tensor(list(prompt) + list(response), dtype=torch.long)
-        attention_mask[i, :p + r] = 1
-        # Position t predicts token t + 1: the response tokens at p .. p+r-1 are predicted at p-1 .. p+r-2.
-        predict_mask[i, p - 1:p + r - 1] = True
-        response_mask[i, :r] = True
-    targets = torch.cat([torch.as_tensor(list(r), dtype=torch.long) for r in responses])
-    position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
-    return PaddedPairs(input_ids, attention_mask, position_ids, predict_mask, targets,
-                       response_mask).to(device)
+    lengths = [len(p) + len(r) for p, r in zip(prompts, responses)]
+    rows: list[list[int]] = []
+    fill: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        free = [k for k in range(len(rows)) if capacity and fill[k] + lengths[i] <= capacity]
+        if free:
+            rows[free[0]].append(i)
+            fill[free[0]] += lengths[i]
+        else:
+            rows.append([i])
+            fill.append(lengths[i])
+    input_ids = torch.full((len(rows), max(fill)), pad_id, dtype=torch.long)
+    position_ids = torch.zeros_like(input_ids)
+    predict_mask = torch.zeros_like(input_ids, dtype=torch.bool)
+    targets, target_seq, target_pos = [], [], []
+    for k, row in enumerate(rows):
+        start = 0
+        for i in row:
+            p, r = len(prompts[i]), len(responses[i])
+            input_ids[k, start:start + p + r] = torch.tensor(list(prompts[i]) + list(responses[i]))
+            position_ids[k, start:start + p + r] = torch.arange(p + r)
+            # Position t predicts token t + 1: response tokens p .. p+r-1 are predicted at p-1 .. p+r-2.
+            predict_mask[k, start + p - 1:start + p + r - 1] = True
+            targets += list(responses[i])
+            target_seq += [i] * r
+            target_pos += range(r)
+            start += p + r
+        last = start - p - r
+        position_ids[k, start:] = torch.arange(start, input_ids.shape[1]) - last
+    longest = max(len(r) for r in responses)
+    response_mask = torch.arange(longest)[None, :] < torch.tensor([len(r) for r in responses])[:, None]
+    return PackedPairs(input_ids, position_ids, predict_mask, torch.tensor(targets), torch.tensor(target_seq),
+                       torch.tensor(target_pos), response_mask).to(device)
 
 
-def response_logits(model, batch: PaddedPairs) -> torch.Tensor:
+_PACKING_PROBED: "weakref.WeakKeyDictionary[torch.nn.Module, bool]" = weakref.WeakKeyDictionary()
+
+
+def packing_capacity(model) -> int | None:
+    """Row capacity for :func:`pack_pairs`: the model's context when it keeps packed sequences apart,
+    else None (one sequence per row).
+
+    Checked once per model on a probe: the hidden states of [0, 0] must be the same alone and packed
+    after [1, 1, 1]. Recent transformers (5.x) pass; a version that ignores restarting position ids
+    would let the second sequence attend to the first and fails.
+
+    Introduced in notebook 04.
+    """
+    if model not in _PACKING_PROBED:
+        device = model_device(model)
+        with torch.no_grad():
+            packed = model.base_model(input_ids=torch.tensor([[1, 1, 1, 0, 0]], device=device),
+                                      position_ids=torch.tensor([[0, 1, 2, 0, 1]], device=device),
+                                      use_cache=False).last_hidden_state[0, 3:]
+            alone = model.base_model(input_ids=torch.tensor([[0, 0]], device=device),
+                                     position_ids=torch.tensor([[0, 1]], device=device),
+                                     use_cache=False).last_hidden_state[0]
+        _PACKING_PROBED[model] = bool(torch.allclose(packed, alone, rtol=1e-4, atol=1e-5))
+    return context_length(model) if _PACKING_PROBED[model] else None
+
+
+def response_logits(model, batch: PackedPairs) -> torch.Tensor:
     """Next-token logits ``(n, V)`` at the ``n`` positions that predict response tokens (row-major),
     float32. The LM head runs on these rows only (module docstring, rule 6); differentiable.
+
+    No attention mask is passed: padding sits at the end of each row, after every real token, so
+    causal attention keeps it out; packed sequences are kept apart by their restarting position ids.
 
     Introduced in notebook 04.
     """
     with autocast(batch.input_ids.device):
-        hidden = model.base_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                                  position_ids=batch.position_ids).last_hidden_state
+        hidden = model.base_model(input_ids=batch.input_ids, position_ids=batch.position_ids,
+                                  use_cache=False).last_hidden_state
         logits = model.get_output_embeddings()(hidden[batch.predict_mask])
     return logits.float()
 
 
-def per_row(values: torch.Tensor, batch: PaddedPairs) -> torch.Tensor:
-    """Spread ``(n,)`` per-token values (row-major) into ``(B, L)`` rows, 0 on padding."""
-    return values.new_zeros(batch.response_mask.shape).masked_scatter(batch.response_mask, values)
+def per_sequence(values: torch.Tensor, batch: PackedPairs) -> torch.Tensor:
+    """Spread ``(n,)`` per-token values (order of ``batch.targets``) into ``(B, L)``, 0 on padding."""
+    return values.new_zeros(batch.response_mask.shape).index_put((batch.target_seq, batch.target_pos), values)
 
 
-def token_logprobs(model, batch: PaddedPairs) -> torch.Tensor:
-    """Per-token response log-probs ``(B, L)`` of a padded batch, 0 on padding; differentiable.
+def token_logprobs(model, batch: PackedPairs) -> torch.Tensor:
+    """Per-token response log-probs ``(B, L)`` of a packed batch, 0 on padding; differentiable.
 
     ``cross_entropy`` turns the ``(n, V)`` response logits into log-probs of the targets in one
     fused call, without keeping a separate log-softmax tensor (module docstring, rule 6).
@@ -213,7 +266,7 @@ def token_logprobs(model, batch: PaddedPairs) -> torch.Tensor:
     Introduced in notebook 04.
     """
     logps = -F.cross_entropy(response_logits(model, batch), batch.targets, reduction="none")
-    return per_row(logps, batch)
+    return per_sequence(logps, batch)
 
 
 class TokenLogprobs(NamedTuple):
@@ -252,6 +305,7 @@ def sequence_logprobs(model, prompt_ids, response_ids, batch_size: int = 16, add
     prompts, responses = prepare_pairs(model, prompt_ids, response_ids, add_eos, eos_id)
     eos = eos_id_of(model, eos_id)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))
+    capacity = packing_capacity(model)
     longest = max(len(r) for r in responses)
     token_logps = torch.zeros(len(prompts), longest)
     mask = torch.zeros(len(prompts), longest, dtype=torch.bool)
@@ -261,7 +315,8 @@ def sequence_logprobs(model, prompt_ids, response_ids, batch_size: int = 16, add
         with torch.no_grad():
             for start in tqdm(range(0, len(order), batch_size), desc="log-probs", disable=not progress):
                 rows = order[start:start + batch_size]
-                batch = pad_pairs([prompts[i] for i in rows], [responses[i] for i in rows], eos, device)
+                batch = pack_pairs([prompts[i] for i in rows], [responses[i] for i in rows], eos, capacity,
+                                   device)
                 width = batch.response_mask.shape[1]
                 token_logps[rows, :width] = token_logprobs(model, batch).cpu()
                 mask[rows, :width] = batch.response_mask.cpu()

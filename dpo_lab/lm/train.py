@@ -84,7 +84,8 @@ import torch
 
 from .. import losses as _losses
 from .. import runs as _runs
-from .logprobs import as_id_lists, eos_id_of, pad_pairs, prepare_pairs, sequence_logprobs, token_logprobs
+from .logprobs import (as_id_lists, eos_id_of, pack_pairs, packing_capacity, prepare_pairs, sequence_logprobs,
+                       token_logprobs)
 from .model import load_model, model_device, save_model
 
 TOKEN_LOSSES = ("preferred_ft", "unlikelihood")
@@ -331,7 +332,8 @@ def train_sft(model, sequences, *, steps: int, batch_size: int, lr: float,
         total = 0.0
         for start in range(0, len(indices), s.micro_batch_size):
             rows = indices[start:start + s.micro_batch_size]
-            batch = pad_pairs([prompts[i] for i in rows], [targets[i] for i in rows], eos, device)
+            batch = pack_pairs([prompts[i] for i in rows], [targets[i] for i in rows], eos,
+                               packing_capacity(policy), device)
             nll = -token_logprobs(policy, batch).sum() / n_tokens
             nll.backward()
             total += nll.item()
@@ -483,7 +485,8 @@ def train_preferences(policy, ref, pairs, *, loss: str = "dpo", beta: float = 0.
             rows = indices[start:start + s.micro_batch_size]
             m = len(rows)
             responses = [chosen[i] for i in rows] + [rejected[i] for i in rows]
-            batch = pad_pairs([prompts[i] for i in rows] * 2, responses, eos, device)
+            batch = pack_pairs([prompts[i] for i in rows] * 2, responses, eos, packing_capacity(model),
+                               device)
             token = token_logprobs(model, batch)
             logps = token.sum(dim=1)
             if not torch.isfinite(logps).all():
