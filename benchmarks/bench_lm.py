@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from dpo_lab import config
 from dpo_lab.lm import gpt2_config, load_model, sample, train_preferences
+from dpo_lab.lm.logprobs import pack_pairs, packing_capacity
 from dpo_lab.lm.train import batch_indices
 
 
@@ -76,22 +77,24 @@ def synthetic_pairs(n: int, vocab: int, seed: int = 0) -> list[dict]:
             for _ in range(n)]
 
 
-def step_flops(cfg, pairs: list[dict], indices: list[int], micro: int) -> float:
-    """Matmul FLOPs of one trainer step: forward + backward (3x the forward) of the body over the
-    padded micro-batches and of the LM head over the response tokens only (what the trainer runs)."""
-    d, layers, vocab = cfg.n_embd, cfg.n_layer, cfg.vocab_size
+def step_flops(model, pairs: list[dict], indices: list[int], micro: int) -> float:
+    """Matmul FLOPs of one trainer step, on the packed rows the trainer builds: forward + backward
+    (3x the forward) of the body over every row position (padding included) and of the LM head
+    over the response tokens only."""
+    cfg = model.config
+    d, layers, vocab, eos = cfg.n_embd, cfg.n_layer, cfg.vocab_size, cfg.eos_token_id
     indices = sorted(indices, key=lambda i: max(len(pairs[i]["chosen_ids"]), len(pairs[i]["rejected_ids"]))
                      + len(pairs[i]["prompt_ids"]))
     forward = 0.0
     for start in range(0, len(indices), micro):
         rows = indices[start:start + micro]
-        width = max(len(pairs[i]["prompt_ids"]) + len(pairs[i][k]) + 1 for i in rows
-                    for k in ("chosen_ids", "rejected_ids"))
-        tokens = 2 * len(rows) * width
-        # per token and layer: QKV, output projection and MLP (24 d^2) + scores and mixing (4 T d)
-        forward += tokens * layers * (24 * d * d + 4 * width * d)
-        response_tokens = sum(len(pairs[i][k]) + 1 for i in rows for k in ("chosen_ids", "rejected_ids"))
-        forward += response_tokens * 2 * d * vocab
+        responses = [pairs[i][k] + [eos] for k in ("chosen_ids", "rejected_ids") for i in rows]
+        prompts = [pairs[i]["prompt_ids"] for i in rows] * 2
+        batch = pack_pairs(prompts, responses, eos, packing_capacity(model))
+        n_rows, width = batch.input_ids.shape
+        # per position and layer: QKV, output projection and MLP (24 d^2) + scores and mixing (4 T d)
+        forward += n_rows * width * layers * (24 * d * d + 4 * width * d)
+        forward += len(batch.targets) * 2 * d * vocab
     return 3 * forward
 
 
@@ -168,8 +171,8 @@ def bench_training(profile, vocab: int, steps: int, micros: list[int], rounds: i
                 (seconds, losses), peak = peak_now(
                     lambda: trainer_steps(policy, ref, pairs, steps, micro, root, f"{round_}-{micro}"))
                 step = statistics.median(seconds[1:])
-                flops = statistics.median(step_flops(cfg, pairs, batch_indices(len(pairs), 32, 0, k), micro)
-                                          for k in range(1, steps))
+                flops = statistics.median(step_flops(policy, pairs, batch_indices(len(pairs), 32, 0, k),
+                                                     micro) for k in range(1, steps))
                 diff = max(abs(a - b) for a, b in zip(losses, naive_losses))
                 rate = flops / step / 1e9
                 print(f"round {round_ + 1}, trainer, micro-batch {micro:>2}: {32 / step:6.1f} pairs/s, "

@@ -37,9 +37,11 @@ def gpt2_config(tokenizer, profile: _config.Profile | None = None):
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ValueError("tokenizer has no EOS token (load it with dpo_lab.lm.load_tokenizer)")
+    # No pad_token_id: padding is handled by masks (dpo_lab.lm.logprobs), and with one set,
+    # transformers warns about unmasked padding on every packed batch that ends in EOS.
     return GPT2Config(vocab_size=len(tokenizer), n_positions=profile.n_positions,
                       n_embd=profile.n_embd, n_layer=profile.n_layer, n_head=profile.n_head,
-                      bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
+                      bos_token_id=eos, eos_token_id=eos)
 
 
 def load_model(name_or_path_or_config, seed: int | None = None, device: str | None = None):
