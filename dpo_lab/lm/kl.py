@@ -82,8 +82,8 @@ def sequence_kl(policy, ref, prompt_ids, response_ids,
     """Per-response ``(logratio, exact)`` KL terms, each a float64 CPU tensor of shape (N,).
 
     Responses are scored as given (``add_eos=False``): pass sampled responses, which carry their EOS
-    only where it was emitted. Both models see identical padded batches of at most ``batch_size``
-    rows, cut further so that one (n, V) float32 log-softmax stays under ``_MAX_ELEMENTS``
+    only where it was emitted. Both models see identical packed batches of at most ``batch_size``
+    sequences, cut further so that one (n, V) float32 log-softmax stays under ``_MAX_ELEMENTS``
     (128 MB): both models' log-softmaxes of a batch are held at once.
 
     Raises ``ValueError`` when the models' vocabularies differ, and for the bad inputs of

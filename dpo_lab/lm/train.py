@@ -16,7 +16,8 @@ Pseudocode of one optimiser step (``B = batch_size`` pairs, ``m = micro_batch_si
     pairs   <- the next B indices of a seeded shuffle (epoch e uses permutation(seed, e))
     lr      <- linear warmup 0 -> lr over warmup_steps, then constant (or cosine decay)
     for each micro-batch of m pairs:
-        one forward over [chosen_1..m, rejected_1..m]   (chosen and rejected concatenated)
+        one forward over [chosen_1..m, rejected_1..m]   (concatenated, then packed into rows:
+                                                         dpo_lab.lm.logprobs, rule 3)
         loss_i  <- chosen loss(policy logps, CACHED reference logps)
         backward(sum_i loss_i / B)                      (gradient accumulation)
     stop with FloatingPointError if a log-prob or the loss is not finite (checkpoint kept)
