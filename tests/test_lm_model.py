@@ -4,7 +4,7 @@ import torch
 
 from dpo_lab import config
 from dpo_lab.lm import gpt2_config, load_model, load_tokenizer, save_model
-from dpo_lab.lm.model import autocast, model_device, torch_threads
+from dpo_lab.lm.model import autocast, head_logits, model_device, torch_threads
 from lm_support import TINY
 
 
@@ -77,3 +77,13 @@ def test_torch_threads_sets_and_restores_the_thread_count():
     with pytest.raises(ValueError, match="n must be an integer >= 1"):
         with torch_threads(0):
             pass
+
+
+def test_head_logits_are_the_models_logits_in_float32():
+    model = load_model(TINY, seed=0)
+    ids = torch.tensor([[3, 1, 4, 1, 5]])
+    with torch.no_grad():
+        hidden = model.base_model(input_ids=ids).last_hidden_state
+        out = head_logits(model, hidden.to(torch.bfloat16))
+        assert out.dtype == torch.float32 and out.shape == (1, 5, 300)
+        torch.testing.assert_close(head_logits(model, hidden), model(ids).logits, rtol=0, atol=1e-6)

@@ -62,7 +62,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .model import autocast, model_device
+from .model import autocast, head_logits, model_device
 
 
 def as_id_lists(name: str, seqs) -> list[list[int]]:
@@ -248,8 +248,7 @@ def response_logits(model, batch: PackedPairs) -> torch.Tensor:
     with autocast(batch.input_ids.device):
         hidden = model.base_model(input_ids=batch.input_ids, position_ids=batch.position_ids,
                                   use_cache=False).last_hidden_state
-        logits = model.get_output_embeddings()(hidden[batch.predict_mask])
-    return logits.float()
+    return head_logits(model, hidden[batch.predict_mask])
 
 
 def per_sequence(values: torch.Tensor, batch: PackedPairs) -> torch.Tensor:

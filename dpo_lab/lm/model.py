@@ -8,7 +8,8 @@ Device and precision policy (REFERENCE.md 4.4 and 7), applied everywhere in ``dp
 ==========  ===============  =================================================================
 device      weights          matmuls
 ==========  ===============  =================================================================
-cuda        float32          bfloat16 autocast (fp16 gives NaN rewards; bf16 does not)
+cuda        float32          bfloat16 autocast in the transformer (fp16 gives NaN rewards;
+                             bf16 does not); the LM head in float32 (:func:`head_logits`)
 cpu         float32          float32: bf16 matmul is about 400x slower on the CPUs used here
 ==========  ===============  =================================================================
 """
@@ -122,3 +123,16 @@ def autocast(device: torch.device | str):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def head_logits(model, hidden: torch.Tensor) -> torch.Tensor:
+    """The LM head on final hidden states ``(..., d) -> (..., V)``, always in float32.
+
+    Under bf16 autocast the head would round logits of size ~20 to steps of ~0.1, an error that
+    summed log-probs and KL estimates would carry over dozens of tokens; the head is one matmul, so
+    it runs outside autocast.
+
+    Introduced in notebook 04.
+    """
+    with torch.autocast(hidden.device.type, enabled=False):
+        return model.get_output_embeddings()(hidden.float())

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from .logprobs import as_id_lists, context_length, eos_id_of, vocab_size
-from .model import autocast, model_device
+from .model import autocast, head_logits, model_device
 
 
 @dataclass
@@ -119,9 +119,10 @@ def _sample_batch(model, prompts: list[list[int]], eos: int, max_new_tokens: int
     active = torch.arange(len(prompts), device=device)  # batch row -> index into prompts
     for _ in range(max_new_tokens):
         with autocast(device):
-            logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                           past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
-        tokens = _next_tokens(logits, generator, temperature, top_k, top_p)
+            hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask,
+                                      position_ids=position_ids, past_key_values=cache,
+                                      use_cache=True).last_hidden_state[:, -1]
+        tokens = _next_tokens(head_logits(model, hidden), generator, temperature, top_k, top_p)
         for row, token in zip(active.tolist(), tokens.tolist()):
             responses[row].append(token)
             finished[row] = token == eos
