@@ -276,7 +276,7 @@ class TokenLogprobs(NamedTuple):
     mask: torch.Tensor  # (N, L) bool, True on response tokens (EOS included)
 
 
-def sequence_logprobs(model, prompt_ids, response_ids, batch_size: int = 16, add_eos: bool = True,
+def sequence_logprobs(model, prompt_ids, response_ids, batch_size: int = 32, add_eos: bool = True,
                       per_token: bool = False, eos_id: int | None = None, progress: bool = False):
     """Summed log-prob ``log pi(response_i | prompt_i)`` of each pair, as a float32 CPU tensor (N,).
 

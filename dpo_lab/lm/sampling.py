@@ -92,8 +92,8 @@ def _next_tokens(logits: torch.Tensor, generator: torch.Generator, temperature: 
         drop = (probs.cumsum(dim=-1) - probs) >= top_p
         logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, -math.inf))
     # Inverse-CDF draw: one uniform per row against the float64 cumulative distribution. Same law as
-    # torch.multinomial, about 20x faster on a 50k vocabulary; tokens of probability 0 (cut by
-    # top-k / top-p) have empty intervals and are never drawn.
+    # torch.multinomial, about 5x cheaper on a 50k vocabulary (measured: 25 vs 130 ms for 64 rows);
+    # tokens of probability 0 (cut by top-k / top-p) have empty intervals and are never drawn.
     cdf = torch.cumsum(logits.softmax(dim=-1), dim=-1, dtype=torch.float64)
     u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device, dtype=torch.float64)
     return torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(-1).clamp(max=cdf.shape[-1] - 1)
