@@ -9,6 +9,7 @@ import pytest
 from dpo_lab import config
 from dpo_lab.lm import gpt2_config, load_model
 from dpo_lab.sentiment import pairs as pp
+from dpo_lab.sentiment import train_prompts
 from dpo_lab.sentiment.sft import train_bpe
 from test_sentiment_reviews import synthetic_review
 
@@ -183,3 +184,23 @@ def test_interrupted_generation_resumes_without_touching_written_lines(tiny_poli
                             seed=1, progress=False)
     with pytest.raises(ValueError, match="chunk_size"):
         pp.generate_samples(model, tokenizer, PROMPTS, _length_scorer, path, 4, 6, seed=1, chunk_size=0)
+
+
+def test_preference_data_is_built_once_from_the_profile(tmp_path, monkeypatch):
+    import torch
+
+    from test_sentiment_reviews import write_aclimdb
+
+    profile = config.get_profile("smoke").replace(
+        dataset_name=str(write_aclimdb(tmp_path, 60)), sft_bpe_vocab=300, sft_steps=2, sft_batch_size=4,
+        n_positions=32, n_prompts=5, max_new_tokens=6, sample_threads=1)
+    threads = torch.get_num_threads()
+    data = pp.preference_data(profile, progress=False)
+    assert torch.get_num_threads() == threads  # sample_threads applies to sampling only
+    samples, pairs = data.samples(), data.pairs()
+    assert len(samples) == data.result["n_prompts"] == 5 and len(pairs) == data.result["n_pairs"]
+    assert pairs == pp.pairs_from_samples(samples)  # the pairs file is exactly what the samples give
+    assert [r["prompt"] for r in samples] == train_prompts(profile)
+    monkeypatch.setattr(pp, "generate_samples", lambda *a, **k: pytest.fail("the stored pairs were rebuilt"))
+    again = pp.preference_data(profile, progress=False)
+    assert again.run.id == data.run.id and again.pairs() == pairs

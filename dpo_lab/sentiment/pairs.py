@@ -35,6 +35,7 @@ keeps its EOS when it has one, so preference training must not append another
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -315,11 +316,12 @@ def preference_data(profile: _config.Profile | None = None, policy=None, progres
 
     ``profile.samples_per_prompt`` samples of at most ``profile.max_new_tokens`` tokens from pi_SFT
     (``policy``, default :func:`dpo_lab.sentiment.sft.sft_policy`) for each of the
-    ``profile.n_prompts`` train prompts, scored by the profile's gold reward. An interrupted build
-    resumes where it stopped.
+    ``profile.n_prompts`` train prompts, scored by the profile's gold reward, sampled with
+    ``profile.sample_threads`` torch threads. An interrupted build resumes where it stopped.
 
     Introduced in notebook 04.
     """
+    from ..lm import torch_threads
     from .gold_reward import load_gold_reward
     from .prompts import train_prompts
     from .sft import sft_policy
@@ -335,9 +337,11 @@ def preference_data(profile: _config.Profile | None = None, policy=None, progres
     run = open_run("pairs", cfg)
     samples_path, pairs_path = run.artifact("samples.jsonl"), run.artifact("pairs.jsonl")
     if not run.finished:
-        records = generate_samples(policy.model, policy.tokenizer, prompts, scorer, samples_path,
-                                   profile.samples_per_prompt, profile.max_new_tokens, profile.seed,
-                                   chunk_size=cfg["chunk_size"], progress=progress)
+        # A sampling step is hundreds of tiny operations: a second thread mostly waits (lm.sampling).
+        with torch_threads(profile.sample_threads) if profile.sample_threads else contextlib.nullcontext():
+            records = generate_samples(policy.model, policy.tokenizer, prompts, scorer, samples_path,
+                                       profile.samples_per_prompt, profile.max_new_tokens, profile.seed,
+                                       chunk_size=cfg["chunk_size"], progress=progress)
         pairs = pairs_from_samples(records)
         write_pairs(pairs, pairs_path)
         scores = np.array([r["scores"] for r in records])
