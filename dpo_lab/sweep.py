@@ -26,8 +26,8 @@ setting, like the paper's 22-run sweep.
 
 Optimisation (per profile, ``pref_*`` knobs): the gpu profile keeps the paper's defaults (RMSprop,
 lr 1e-6 with 150 linear warmup steps, 64 pairs per step). The cpu and smoke profiles train a small
-model for few steps, so they scale the recipe: AdamW, lr 1e-4 (REFERENCE.md 8 measured 1e-4 .. 3e-4
-at cpu scale; 1e-6 would not move a small model in 120 steps), 10 (smoke: 2) warmup steps, 32 (smoke:
+model for few steps, so they scale the recipe: AdamW, lr 2e-4 (REFERENCE.md 8 measured 1e-4 .. 3e-4
+at cpu scale; 1e-6 would not move a small model in 100 steps), 10 (smoke: 2) warmup steps, 32 (smoke:
 8) pairs per step. Every run trains on the same fixed subset of ``pref_steps * pref_batch_size``
 pairs (:func:`training_pairs`), one pass over it, so the reference log-probs each run caches cover
 only what it uses.
@@ -296,9 +296,27 @@ def _init_worker(profile_name: str, threads: int) -> None:
     _WORKER["ctx"] = context(_config.get_profile(profile_name), progress=False)
 
 
-def _train_in_worker(spec: RunSpec) -> tuple[str, float]:
+def _train_one(spec: RunSpec, ctx: Context, progress: bool) -> tuple[str | None, float, str | None]:
+    """``(run id, seconds, None)``, or ``(None, seconds, why)`` when the run diverged: a diverged run
+    is a result (Unlikelihood with a large alpha can blow up), so the sweep keeps its evaluations so
+    far and goes on."""
     started = time.perf_counter()
-    return train_run(spec, _WORKER["ctx"], progress=False).run.id, time.perf_counter() - started
+    try:
+        return train_run(spec, ctx, progress=progress).run.id, time.perf_counter() - started, None
+    except FloatingPointError as err:
+        return None, time.perf_counter() - started, str(err)
+
+
+def _train_in_worker(spec: RunSpec) -> tuple[str | None, float, str | None]:
+    return _train_one(spec, _WORKER["ctx"], progress=False)
+
+
+def _submission_order(specs: list[RunSpec]) -> list[RunSpec]:
+    """The first run of each seed first. Runs of one seed share their reference log-probs (the
+    trainer caches them per data order), so two workers starting together then compute two different
+    caches instead of the same one twice."""
+    firsts = list({spec.seed: spec for spec in reversed(specs)}.values())
+    return sorted(specs, key=lambda spec: (spec not in firsts, specs.index(spec)))
 
 
 def run_sweep(profile: _config.Profile | None = None, workers: int | None = None,
@@ -310,8 +328,9 @@ def run_sweep(profile: _config.Profile | None = None, workers: int | None = None
     this process so the workers only read them. Each training process uses ``profile.sweep_threads``
     torch threads (0 = ``cores // workers``): on 2 cores two one-thread processes beat one two-thread
     process (REFERENCE.md 8), and a second thread is what suffers most when other jobs share the
-    cores. Returns
-    ``{"runs": {spec: Run}, "seconds": {spec: seconds}, "wall_seconds": total}``.
+    cores. A run that stops on a non-finite loss is reported, not fatal: it stays unfinished in the
+    store with the evaluations it made. Returns ``{"runs": {spec: Run}`` (finished runs),
+    ``"failed": {spec: reason}, "seconds": {spec: seconds}, "wall_seconds": total}``.
     """
     from concurrent.futures import ProcessPoolExecutor, as_completed
     import multiprocessing
@@ -327,33 +346,32 @@ def run_sweep(profile: _config.Profile | None = None, workers: int | None = None
     threads = p.sweep_threads or max(1, (os.cpu_count() or 1) // workers)
     started = time.perf_counter()
     specs = grid(p)
-    ids, seconds = {}, {}
+    outcome = {}
     bar = tqdm(total=len(specs), desc=f"sweep ({p.name} profile)", disable=not progress)
     with torch_threads(threads):
         ctx = context(p, progress=progress)
         evaluate_sft(ctx)
         if workers == 1:
             for spec in specs:
-                t0 = time.perf_counter()
-                ids[spec] = train_run(spec, ctx, progress=progress).run.id
-                seconds[spec] = time.perf_counter() - t0
+                outcome[spec] = _train_one(spec, ctx, progress)
                 bar.update(1)
     if workers > 1:
         os.environ[_config.ENV_VAR] = p.name  # the spawned workers resolve the same profile and results
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_init_worker, initargs=(p.name, threads)) as pool:
-            futures = {pool.submit(_train_in_worker, spec): spec for spec in specs}
+            futures = {pool.submit(_train_in_worker, spec): spec for spec in _submission_order(specs)}
             for future in as_completed(futures):
                 spec = futures[future]
                 try:
-                    ids[spec], seconds[spec] = future.result()
+                    outcome[spec] = future.result()
                 except Exception as err:
                     raise RuntimeError(f"run {spec.label} failed: {err}") from err
                 bar.update(1)
     bar.close()
     stored = {r.id: r for r in list_runs("pref")}
-    return {"runs": {s: stored[ids[s]] for s in specs}, "seconds": {s: seconds[s] for s in specs},
-            "wall_seconds": time.perf_counter() - started}
+    return {"runs": {s: stored[outcome[s][0]] for s in specs if outcome[s][0]},
+            "failed": {s: outcome[s][2] for s in specs if outcome[s][2]},
+            "seconds": {s: outcome[s][1] for s in specs}, "wall_seconds": time.perf_counter() - started}
 
 
 def policy_samples(ctx: Context, runs: dict[str, Run], n_prompts: int = 3) -> list[dict]:
@@ -414,7 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"dpo_lab sweep: profile {profile.name}, {len(grid(profile))} runs -> {_config.results_dir(profile)}")
     out = run_sweep(profile, workers=args.workers)
     for spec, sec in out["seconds"].items():
-        print(f"{spec.label:40s} {out['runs'][spec].id}  {sec:7.0f} s")
+        status = out["runs"][spec].id if spec in out["runs"] else f"DIVERGED: {out['failed'][spec]}"
+        print(f"{spec.label:40s} {sec:7.0f} s  {status}")
     print(f"wall time {out['wall_seconds']:.0f} s")
     if args.export:
         folders = export_runs(args.export)

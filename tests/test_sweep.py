@@ -83,6 +83,12 @@ def test_run_spec_rejects_bad_cells(method, hyper, seed, match):
         sweep.RunSpec(method, hyper, seed)
 
 
+def test_workers_start_with_one_run_per_seed():
+    order = sweep._submission_order(sweep.grid(CPU))
+    assert sorted(order, key=sweep.grid(CPU).index) == sweep.grid(CPU)  # the same runs
+    assert [s.seed for s in order[:2]] == [0, 1]  # two caches of reference log-probs, not one twice
+
+
 def test_run_spec_label():
     assert sweep.RunSpec("unlikelihood", 0.05, 1).label == "Unlikelihood alpha=0.05 seed 1"
     assert sweep.RunSpec("preferred_ft", None, 2).label == "Preferred-FT seed 2"
@@ -95,7 +101,7 @@ def test_trainer_settings_follow_the_method_and_profile():
     assert dpo["loss"] == "dpo" and dpo["beta"] == 0.5 and dpo["loss_kwargs"] == {} and dpo["add_eos"] is False
     assert dpo["run_tag"] == {"method": "dpo", "beta": 0.5, "seed": 0, "profile": "gpu"}
     cpu = sweep.trainer_settings(sweep.RunSpec("dpo", 0.5, 0), CPU)
-    assert (cpu["optimizer"], cpu["lr"]) == ("adamw", 1e-4)  # scaled for a small model (REFERENCE.md 8)
+    assert (cpu["optimizer"], cpu["lr"]) == ("adamw", 2e-4)  # scaled for a small model (REFERENCE.md 8)
     ul = sweep.trainer_settings(sweep.RunSpec("unlikelihood", 0.1, 0), CPU)
     assert ul["loss"] == "unlikelihood" and ul["loss_kwargs"] == {"alpha": 0.1} and ul["beta"] == sweep.LOGGING_BETA
     cdpo = sweep.trainer_settings(sweep.RunSpec("cdpo", 0.1, 0), CPU)
@@ -184,6 +190,21 @@ def test_run_sweep_trains_the_grid_then_reuses_it(tiny_context, monkeypatch):
     assert {r.id: r.metrics() for r in frontier.frontier_runs()} == before
     with pytest.raises(ValueError, match="workers"):
         sweep.run_sweep(TINY, workers=0)
+
+
+def test_run_sweep_reports_a_diverged_run_and_goes_on(tiny_context, monkeypatch):
+    monkeypatch.setattr(sweep, "context", lambda profile, progress=True: tiny_context)
+    train = sweep.train_run
+
+    def diverge_unlikelihood(spec, ctx, progress=True):
+        if spec.method == "unlikelihood":
+            raise FloatingPointError("non-finite loss at step 2")
+        return train(spec, ctx, progress)
+
+    monkeypatch.setattr(sweep, "train_run", diverge_unlikelihood)
+    out = sweep.run_sweep(TINY, progress=False)
+    assert [s.method for s in out["failed"]] == ["unlikelihood"] and "step 2" in next(iter(out["failed"].values()))
+    assert len(out["runs"]) == len(sweep.grid(TINY)) - 1 and len(out["seconds"]) == len(sweep.grid(TINY))
 
 
 def test_policy_samples_share_prompts_and_seed(tiny_context):
