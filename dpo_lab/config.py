@@ -75,8 +75,8 @@ class Profile:
     pref_optimizer: str = "adamw"  # paper: "rmsprop"
     pref_lr: float = 2e-4  # paper: 1e-6; at cpu scale 1e-4 moves the reward gently, 3e-4 into hacking (REFERENCE.md 8)
     pref_warmup_steps: int = 10  # paper: 150
-    pref_batch_size: int = 32  # pairs per optimiser step (paper: 64)
-    pref_steps: int = 100  # 100 x 32 pairs x 2 workers: the cpu sweep fits its 45-minute budget
+    pref_batch_size: int = 16  # pairs per optimiser step (paper: 64); 2 x 16-pair runs fit 2 cores
+    pref_steps: int = 100  # 16 runs x 100 steps on 2 workers: the cpu sweep's 45-minute budget
     eval_every: int = 25  # paper: every 100 steps
     eval_samples_per_prompt: int = 1
     dpo_betas: tuple[float, ...] = (0.05, 0.1, 1.0, 5.0)
