@@ -673,13 +673,16 @@ def plot_frontier(points: Sequence[dict], kl: str = "exact", log_kl: bool = Fals
 
 
 def hacking_onset(points: Sequence[dict], kl: str = "exact", drop: float = 0.1) -> dict | None:
-    """The lowest-KL point whose distinct-1 fell more than ``drop`` (a share) below pi_SFT's: where
-    reward hacking by repetition starts on the frontier. None when no point fell that far.
+    """Where reward hacking by repetition starts on the frontier: the lowest-KL evaluation whose
+    distinct-1 fell more than ``drop`` (a share) below pi_SFT's and stayed there at every later
+    evaluation of its run. None when no run has such a point.
 
     Introduced in notebook 05. A lexicon-like gold reward is gamed by repeating its favourite words
-    (REFERENCE.md 8); repetition shows first in distinct-1, so its fall marks the onset. ``drop`` = 0.1
-    is a judgement call: well above the few-percent wobble of distinct-1 between evaluations of one
-    policy, well below the 25-30% fall of a policy that writes "a great, a great".
+    (REFERENCE.md 8: distinct-1 fell 0.40 -> 0.29 and never came back), and repetition shows first in
+    distinct-1. ``drop`` = 0.1 sits well below that 28% fall. A fall must persist because a policy
+    trained at a large learning rate also dips into repetition for an evaluation or two and recovers
+    (the cpu reference runs in ``data/runs`` do, by up to 24%, with no gain in reward); a policy that
+    has learned that repetition pays keeps repeating.
     """
     if not 0 < drop < 1:
         raise ValueError(f"drop: need a share in (0, 1), got {drop!r}")
@@ -688,8 +691,19 @@ def hacking_onset(points: Sequence[dict], kl: str = "exact", drop: float = 0.1) 
     if not ref:
         raise ValueError("points: need the SFT reference evaluation (method 'sft') as the baseline")
     floor = (1 - drop) * float(np.mean(_column(ref, "distinct1")))
-    fallen = [p for p in points if p["method"] != REFERENCE_METHOD and p["distinct1"] < floor]
-    return min(fallen, key=lambda p: p[col]) if fallen else None
+    by_run: dict[str, list[dict]] = {}
+    for p in points:
+        if p["method"] != REFERENCE_METHOD:
+            by_run.setdefault(p["run"], []).append(p)
+    onsets = []
+    for evaluations in by_run.values():
+        evaluations.sort(key=lambda p: p["step"])
+        # the first evaluation from which distinct-1 stays below the floor to the end of the run
+        start = len(evaluations)
+        while start > 0 and evaluations[start - 1]["distinct1"] < floor:
+            start -= 1
+        onsets.extend(evaluations[start:])
+    return min(onsets, key=lambda p: p[col]) if onsets else None
 
 
 def plot_hacking(points: Sequence[dict], kl: str = "exact", log_kl: bool = False):

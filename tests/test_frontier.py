@@ -397,15 +397,30 @@ def test_frontier_view_runs_headless_and_follows_its_controls(capsys):
 
 def test_hacking_onset_finds_the_lowest_kl_repetitive_point():
     pts = [dict(point("sft", kl=0.0, step=0), distinct1=0.40),
-           dict(point("dpo", kl=2.0), distinct1=0.39), dict(point("dpo", kl=6.0), distinct1=0.30),
-           dict(point("odpo", kl=4.0), distinct1=0.35), dict(point("preferred_ft", kl=1.0), distinct1=0.41)]
+           dict(point("dpo", kl=2.0, step=10), distinct1=0.39), dict(point("dpo", kl=6.0, step=20), distinct1=0.30),
+           dict(point("odpo", kl=4.0, step=10), distinct1=0.35), dict(point("preferred_ft", kl=1.0), distinct1=0.41)]
     assert fr.hacking_onset(pts)["kl_exact"] == 4.0  # 0.35 < 0.9 * 0.40 = 0.36
     assert fr.hacking_onset(pts, drop=0.2)["kl_exact"] == 6.0
     assert fr.hacking_onset(pts, drop=0.5) is None
+    assert fr.hacking_onset(pts, kl="logratio")["kl_logratio"] == 4.1
     with pytest.raises(ValueError, match="drop"):
         fr.hacking_onset(pts, drop=1.5)
     with pytest.raises(ValueError, match="SFT reference"):
         fr.hacking_onset(pts[1:])
+
+
+def test_hacking_onset_ignores_a_dip_the_run_recovers_from():
+    sft = dict(point("sft", kl=0.0, step=0), distinct1=0.40)
+    dip = [dict(point("dpo", kl=k, step=s), distinct1=d)
+           for k, s, d in [(3.0, 25, 0.30), (2.5, 50, 0.39), (5.0, 75, 0.28), (6.0, 100, 0.38)]]
+    assert fr.hacking_onset([sft, *dip]) is None  # both falls recovered
+    # the same run, but from step 75 on it keeps repeating: the onset is step 75, not the earlier dip
+    stuck = [*dip[:3], dict(dip[3], distinct1=0.25)]
+    assert fr.hacking_onset([sft, *stuck])["step"] == 75
+    # the order the points come in does not matter; the lowest KL over runs wins
+    other = [dict(point("odpo", kl=k, step=s), distinct1=0.2) for k, s in [(8.0, 50), (4.0, 25)]]
+    onset = fr.hacking_onset([*reversed(stuck), *other, sft])
+    assert (onset["method"], onset["kl_exact"]) == ("odpo", 4.0)
 
 
 def test_plot_hacking_draws_three_panels_with_the_sft_level():
