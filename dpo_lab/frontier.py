@@ -681,8 +681,8 @@ def hacking_onset(points: Sequence[dict], kl: str = "exact", drop: float = 0.1) 
     (REFERENCE.md 8: distinct-1 fell 0.40 -> 0.29 and never came back), and repetition shows first in
     distinct-1. ``drop`` = 0.1 sits well below that 28% fall. A fall must persist because a policy
     trained at a large learning rate also dips into repetition for an evaluation or two and recovers
-    (the cpu reference runs in ``data/runs`` do, by up to 24%, with no gain in reward); a policy that
-    has learned that repetition pays keeps repeating.
+    (the second cpu sweep in ``data/runs-replicate`` does, by up to 24%, with no gain in reward); a
+    policy that has learned that repetition pays keeps repeating.
     """
     if not 0 < drop < 1:
         raise ValueError(f"drop: need a share in (0, 1), got {drop!r}")

@@ -246,3 +246,33 @@ def test_main_runs_the_sweep_and_exports(tiny_context, monkeypatch, capsys, tmp_
     out = capsys.readouterr().out
     assert f"{len(sweep.grid(TINY))} runs" in out and "DPO beta=0.1 seed 0" in out and "exported" in out
     assert len(list((tmp_path / "data").iterdir())) == len(sweep.grid(TINY)) + 1  # + the pi_SFT evaluation
+
+
+@pytest.mark.parametrize("folder", ["runs", "runs-replicate"])
+def test_shipped_reference_runs_are_the_current_cpu_sweep(folder):
+    """data/runs and data/runs-replicate must each be one complete cpu sweep made with today's settings
+    (else notebook 06 and the READMEs quote numbers the code no longer makes): every cell of the grid,
+    trained as trainer_settings says, evaluated at every eval step, exported files only."""
+    found = frontier.frontier_runs(frontier.reference_dir().parent / folder)
+    by_tag = {}
+    for run in found:
+        assert sorted(p.name for p in run.path.iterdir()) == sorted(sweep.EXPORTED_FILES), run.path
+        assert run.finished and run.config["tag"]["profile"] == "cpu", run.path
+        by_tag[json.dumps({k: v for k, v in run.config["tag"].items() if k not in ("eval", "profile")},
+                          sort_keys=True)] = run
+    specs = sweep.grid(CPU)
+    assert len(found) == len(specs) + 1  # plus the evaluation of pi_SFT
+    assert sum(r.config["tag"]["method"] == frontier.REFERENCE_METHOD for r in found) == 1
+    steps = list(range(CPU.eval_every, CPU.pref_steps + 1, CPU.eval_every))
+    for spec in specs:
+        want = sweep.trainer_settings(spec, CPU)
+        tag = {k: v for k, v in want["run_tag"].items() if k != "profile"}
+        run = by_tag[json.dumps(tag, sort_keys=True)]
+        cfg = run.config
+        assert (cfg["loss"], cfg["beta"], cfg["loss_kwargs"]) == (want["loss"], want["beta"], want["loss_kwargs"])
+        for key in ("steps", "batch_size", "lr", "optimizer", "warmup_steps", "seed", "eval_every"):
+            assert cfg["settings"][key] == want[key], (spec.label, key)
+        assert [r["step"] for r in run.metrics() if r.get("split") == "eval"] == steps, spec.label
+    readme = (frontier.reference_dir().parent / "README.md").read_text()
+    assert "`cpu`" in readme and "python -m dpo_lab.sweep --export data/runs" in readme
+    assert "not gpt2-large results" in readme
