@@ -10,7 +10,7 @@ TORCH  ?= torch==2.13.0
 EXTRAS ?= test
 STAMP  := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: install test reproduce lab student clean
+.PHONY: install lint test reproduce lab student clean
 
 install: $(STAMP)
 
@@ -21,8 +21,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
 
-# Unit tests + every notebook (nbmake) in the smoke profile, on a fresh results folder.
-test: $(STAMP)
+# Lint, format check and the import contracts of pyproject.toml (which way the layers import).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+# Lint, then the unit tests + every notebook (nbmake) in the smoke profile, on a fresh results folder.
+test: lint
 	rm -rf build/test-results
 	DPO_LAB_PROFILE=smoke DPO_LAB_RESULTS=build/test-results MPLBACKEND=Agg $(PY) -m pytest -q
 

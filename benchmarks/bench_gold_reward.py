@@ -17,6 +17,7 @@ The project never needs the file: without it the script says so and exits.
 
     DPO_LAB_PROFILE=cpu .venv/bin/python benchmarks/bench_gold_reward.py [--external PATH]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,12 +30,23 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from dpo_lab import config
-from dpo_lab.sentiment import PREFIX_WORDS, clean_review, load_gold_reward, load_parts, load_second_scorer, \
-    scorer_accuracy
+from dpo_lab.sentiment import (
+    PREFIX_WORDS,
+    clean_review,
+    load_gold_reward,
+    load_parts,
+    load_second_scorer,
+    scorer_accuracy,
+)
 
 DEFAULT_EXTERNAL = config.project_root().parent / "shared" / "external" / "odpo_imdb_sft_test.jsonl"
-PROBES = ["great", "great great great great", "a great movie and a great cast and a great",
-          "bad bad bad bad", "This movie was not good at all."]
+PROBES = [
+    "great",
+    "great great great great",
+    "a great movie and a great cast and a great",
+    "bad bad bad bad",
+    "This movie was not good at all.",
+]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,18 +61,23 @@ def main(argv: list[str] | None = None) -> int:
     reference = np.array([r["reward"] for r in rows])
     profile = config.setup()
     test = load_parts(profile)["test"]
-    print(f"{len(rows)} external samples ({np.mean(reference > 1):.2f} classified positive); "
-          f"{len(test)} held-out test reviews")
+    print(
+        f"{len(rows)} external samples ({np.mean(reference > 1):.2f} classified positive); "
+        f"{len(test)} held-out test reviews"
+    )
     for scorer in (load_gold_reward(profile=profile), load_second_scorer()):
         start = time.perf_counter()
         scores = scorer(texts)
         seconds = time.perf_counter() - start
         rho = spearmanr(scores, reference).statistic
         sign = np.mean((scores > 0.5) == (reference > 1))
-        print(f"\n{scorer.name}\n  Spearman {rho:.3f}   sign agreement {sign:.3f}   "
-              f"({len(texts) / seconds:,.0f} texts/s)")
-        print(f"  held-out accuracy: full reviews {scorer_accuracy(scorer, test):.3f}, "
-              f"{PREFIX_WORDS}-word prefixes {scorer_accuracy(scorer, test, PREFIX_WORDS):.3f}")
+        print(
+            f"\n{scorer.name}\n  Spearman {rho:.3f}   sign agreement {sign:.3f}   ({len(texts) / seconds:,.0f} texts/s)"
+        )
+        print(
+            f"  held-out accuracy: full reviews {scorer_accuracy(scorer, test):.3f}, "
+            f"{PREFIX_WORDS}-word prefixes {scorer_accuracy(scorer, test, PREFIX_WORDS):.3f}"
+        )
         for probe, p in zip(PROBES, scorer(PROBES)):
             print(f"  P(pos) {p:.3f}  {probe!r}")
     return 0

@@ -20,6 +20,7 @@ average printed with every measurement. Not a test; run it by hand:
 
     .venv/bin/python benchmarks/bench_lm.py [--threads 1] [--vocab 8192 50257] [--micro 8 32] [--rounds 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,7 +62,7 @@ def matmul_peak(repeats: int = 5) -> float:
         for _ in range(repeats):
             start = time.perf_counter()
             a @ b
-            best = max(best, 2 * n ** 3 / (time.perf_counter() - start) / 1e9)
+            best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
     return best
 
 
@@ -73,8 +74,7 @@ def synthetic_pairs(n: int, vocab: int, seed: int = 0) -> list[dict]:
     def ids(low, high):
         return [rng.randrange(eos) for _ in range(rng.randint(low, high))]
 
-    return [{"prompt_ids": [eos] + ids(2, 8), "chosen_ids": ids(8, 48), "rejected_ids": ids(8, 48)}
-            for _ in range(n)]
+    return [{"prompt_ids": [eos] + ids(2, 8), "chosen_ids": ids(8, 48), "rejected_ids": ids(8, 48)} for _ in range(n)]
 
 
 def step_flops(model, pairs: list[dict], indices: list[int], micro: int) -> float:
@@ -83,11 +83,13 @@ def step_flops(model, pairs: list[dict], indices: list[int], micro: int) -> floa
     over the response tokens only."""
     cfg = model.config
     d, layers, vocab, eos = cfg.n_embd, cfg.n_layer, cfg.vocab_size, cfg.eos_token_id
-    indices = sorted(indices, key=lambda i: max(len(pairs[i]["chosen_ids"]), len(pairs[i]["rejected_ids"]))
-                     + len(pairs[i]["prompt_ids"]))
+    indices = sorted(
+        indices,
+        key=lambda i: max(len(pairs[i]["chosen_ids"]), len(pairs[i]["rejected_ids"])) + len(pairs[i]["prompt_ids"]),
+    )
     forward = 0.0
     for start in range(0, len(indices), micro):
-        rows = indices[start:start + micro]
+        rows = indices[start : start + micro]
         responses = [pairs[i][k] + [eos] for k in ("chosen_ids", "rejected_ids") for i in rows]
         prompts = [pairs[i]["prompt_ids"] for i in rows] * 2
         batch = pack_pairs(prompts, responses, eos, packing_capacity(model))
@@ -98,12 +100,22 @@ def step_flops(model, pairs: list[dict], indices: list[int], micro: int) -> floa
     return 3 * forward
 
 
-def trainer_steps(policy, ref, pairs, steps: int, micro: int, root: str,
-                  tag: str) -> tuple[list[float], list[float]]:
+def trainer_steps(policy, ref, pairs, steps: int, micro: int, root: str, tag: str) -> tuple[list[float], list[float]]:
     """Per-step seconds and losses of ``train_preferences`` (DPO, beta 0.1, AdamW)."""
-    out = train_preferences(policy, ref, pairs, loss="dpo", beta=0.1, steps=steps, batch_size=32,
-                            micro_batch_size=micro, lr=1e-4, run_root=root, run_tag={"bench": tag},
-                            progress=False)
+    out = train_preferences(
+        policy,
+        ref,
+        pairs,
+        loss="dpo",
+        beta=0.1,
+        steps=steps,
+        batch_size=32,
+        micro_batch_size=micro,
+        lr=1e-4,
+        run_root=root,
+        run_tag={"bench": tag},
+        progress=False,
+    )
     train = [r for r in out.metrics if r["split"] == "train"]
     return [r["seconds"] for r in train], [r["loss"] for r in train]
 
@@ -124,7 +136,7 @@ def naive_steps(policy, ref, pairs, steps: int) -> tuple[list[float], list[float
         mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
         labels = torch.zeros_like(mask, dtype=torch.bool)
         for row, i in enumerate(rows):
-            labels[row, len(pairs[i]["prompt_ids"]):len(seqs[row])] = True
+            labels[row, len(pairs[i]["prompt_ids"]) : len(seqs[row])] = True
         logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
         token = logits.log_softmax(-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
         return (token * labels[:, 1:]).sum(-1)
@@ -155,42 +167,53 @@ def peak_now(measure):
 
 
 def bench_training(profile, vocab: int, steps: int, micros: list[int], rounds: int) -> None:
-    cfg = gpt2_config(_Vocab(vocab), profile)
+    cfg = gpt2_config(_Vocab(vocab), **profile.model_sizes)
     policy, ref = load_model(cfg, seed=0, device="cpu"), load_model(cfg, seed=1, device="cpu")
     pairs = synthetic_pairs(512, vocab)
     params = sum(p.numel() for p in policy.parameters())
-    print(f"\n== GPT-2 {cfg.n_layer} x {cfg.n_embd}, {cfg.n_head} heads, context {cfg.n_positions}, "
-          f"vocab {vocab}: {params / 1e6:.1f}M parameters; 32 pairs per step ({load()})")
+    print(
+        f"\n== GPT-2 {cfg.n_layer} x {cfg.n_embd}, {cfg.n_head} heads, context {cfg.n_positions}, "
+        f"vocab {vocab}: {params / 1e6:.1f}M parameters; 32 pairs per step ({load()})"
+    )
     with tempfile.TemporaryDirectory() as root:
         for round_ in range(rounds):
             (naive_seconds, naive_losses), peak = peak_now(lambda: naive_steps(policy, ref, pairs, steps))
             naive_step = statistics.median(naive_seconds[1:])  # the first step pays one-off allocations
-            print(f"round {round_ + 1}, straightforward:          {32 / naive_step:6.1f} pairs/s, "
-                  f"{naive_step:5.2f} s/step (peak now {peak:.1f} GFLOP/s; {load()})")
+            print(
+                f"round {round_ + 1}, straightforward:          {32 / naive_step:6.1f} pairs/s, "
+                f"{naive_step:5.2f} s/step (peak now {peak:.1f} GFLOP/s; {load()})"
+            )
             for micro in micros:
+                tag = f"{round_}-{micro}"
                 (seconds, losses), peak = peak_now(
-                    lambda: trainer_steps(policy, ref, pairs, steps, micro, root, f"{round_}-{micro}"))
+                    lambda micro=micro, tag=tag: trainer_steps(policy, ref, pairs, steps, micro, root, tag)
+                )
                 step = statistics.median(seconds[1:])
-                flops = statistics.median(step_flops(policy, pairs, batch_indices(len(pairs), 32, 0, k),
-                                                     micro) for k in range(1, steps))
+                flops = statistics.median(
+                    step_flops(policy, pairs, batch_indices(len(pairs), 32, 0, k), micro) for k in range(1, steps)
+                )
                 diff = max(abs(a - b) for a, b in zip(losses, naive_losses))
                 rate = flops / step / 1e9
-                print(f"round {round_ + 1}, trainer, micro-batch {micro:>2}: {32 / step:6.1f} pairs/s, "
-                      f"{step:5.2f} s/step, {rate:6.1f} GFLOP/s = {rate / peak:5.1%} of the peak now "
-                      f"({peak:.1f}), {naive_step / step:.2f}x the straightforward pairs/s, "
-                      f"max |loss difference| {diff:.1e} ({load()})")
+                print(
+                    f"round {round_ + 1}, trainer, micro-batch {micro:>2}: {32 / step:6.1f} pairs/s, "
+                    f"{step:5.2f} s/step, {rate:6.1f} GFLOP/s = {rate / peak:5.1%} of the peak now "
+                    f"({peak:.1f}), {naive_step / step:.2f}x the straightforward pairs/s, "
+                    f"max |loss difference| {diff:.1e} ({load()})"
+                )
 
 
 def bench_sampling(profile, vocab: int) -> None:
-    cfg = gpt2_config(_Vocab(vocab), profile)
+    cfg = gpt2_config(_Vocab(vocab), **profile.model_sizes)
     model = load_model(cfg, seed=0, device="cpu")
     prompts = [p["prompt_ids"] for p in synthetic_pairs(64, vocab, seed=1)]
     start = time.perf_counter()
     out = sample(model, None, prompts, num_samples=1, max_new_tokens=48, seed=0, batch_size=64)
     seconds = time.perf_counter() - start
     tokens = sum(len(r) for r in out.response_ids)
-    print(f"sampling, vocab {vocab}: {tokens / seconds:7.1f} new tokens/s ({tokens} tokens, batch 64, "
-          f"{seconds:.1f} s; {load()})")
+    print(
+        f"sampling, vocab {vocab}: {tokens / seconds:7.1f} new tokens/s ({tokens} tokens, batch 64, "
+        f"{seconds:.1f} s; {load()})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ means other work ran at the same time.
 
 Pass ``--results`` with an existing folder to time a re-run that reuses the stored runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     seconds = execute(notebook, out_dir, timeout=7200)
     load_after = os.getloadavg()
 
-    print(f"notebook 04, profile {profile.name}: {seconds:.0f} s "
-          f"(budget {BUDGET_SECONDS.get(profile.name, 'none')} s) on {os.cpu_count()} cores")
+    print(
+        f"notebook 04, profile {profile.name}: {seconds:.0f} s "
+        f"(budget {BUDGET_SECONDS.get(profile.name, 'none')} s) on {os.cpu_count()} cores"
+    )
     print(f"load average (1, 5, 15 min) before {load_before}, after {load_after}")
     for run in runs.list_runs("sft"):
         steps = [m for m in run.metrics() if m.get("split") == "train"]

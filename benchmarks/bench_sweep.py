@@ -16,6 +16,7 @@ Every line prints the load average: the machine is shared, and other jobs slow e
 
     DPO_LAB_PROFILE=cpu .venv/bin/python benchmarks/bench_sweep.py [--model] [--sweep] [--notebooks]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dpo_lab import config, frontier, sweep
+from dpo_lab import config, evaluation, sweep
 from dpo_lab.runs import list_runs, runs_root
 
 NOTEBOOKS = ("04_sentiment_task.ipynb", "05_dpo_gpt2.ipynb", "06_reward_kl_frontier.ipynb")
@@ -42,7 +43,7 @@ def scratch_results(profile) -> Path:
     scratch = Path(tempfile.mkdtemp(prefix="bench_sweep_"))
     target = scratch / profile.name / "runs"
     target.mkdir(parents=True)
-    frontier_ids = {r.id for r in frontier.frontier_runs()}
+    frontier_ids = {r.id for r in evaluation.frontier_runs()}
     for run in list_runs():
         if run.id not in frontier_ids:
             (target / run.id).symlink_to(run.path.resolve())
@@ -51,7 +52,6 @@ def scratch_results(profile) -> Path:
 
 def cost_model(profile) -> None:
     """Time one evaluation and a short DPO run (in a scratch results folder); print the predicted sweep time."""
-    import torch
 
     from dpo_lab.lm import torch_threads
 
@@ -68,24 +68,31 @@ def measure(profile) -> None:
     t0 = time.perf_counter()
     ctx.evaluator(ctx.sft.model, 0)
     eval_s = time.perf_counter() - t0
-    print(f"one evaluation ({ctx.evaluator.settings['n_prompts']} prompts x {ctx.evaluator.num_samples}): "
-          f"{eval_s:.1f} s  [{load()}]")
+    print(
+        f"one evaluation ({ctx.evaluator.settings['n_prompts']} prompts x {ctx.evaluator.num_samples}): "
+        f"{eval_s:.1f} s  [{load()}]"
+    )
     short = profile.replace(pref_steps=min(20, profile.pref_steps), eval_every=0)
     spec = sweep.RunSpec("dpo", profile.dpo_betas[0], profile.seeds[0])
     t0 = time.perf_counter()
-    run = sweep.train_run(spec, sweep.Context(short, ctx.sft, ctx.ref, ctx.pairs, ctx.odpo_pairs, ctx.evaluator),
-                          progress=False).run
+    run = sweep.train_run(
+        spec, sweep.Context(short, ctx.sft, ctx.ref, ctx.pairs, ctx.odpo_pairs, ctx.evaluator), progress=False
+    ).run
     total = time.perf_counter() - t0
     steps = [r["seconds"] for r in run.metrics() if r.get("split") == "train"]
     step_s = statistics.median(steps[1:] or steps)
     overhead = total - sum(steps) - eval_s  # reference log-probs, copies, saving the model
-    print(f"DPO step ({profile.pref_batch_size} pairs, {torch.get_num_threads()} threads): median {step_s:.2f} s; "
-          f"per-run overhead (reference log-probs, saving) {overhead:.0f} s  [{load()}]")
+    print(
+        f"DPO step ({profile.pref_batch_size} pairs, {torch.get_num_threads()} threads): median {step_s:.2f} s; "
+        f"per-run overhead (reference log-probs, saving) {overhead:.0f} s  [{load()}]"
+    )
     n_runs = len(sweep.grid(profile))
     n_evals = len(set(range(profile.eval_every, profile.pref_steps + 1, profile.eval_every)) | {profile.pref_steps})
     one_run = profile.pref_steps * step_s + n_evals * eval_s + overhead
-    print(f"predicted sweep: {n_runs} runs x {one_run:.0f} s / {profile.sweep_workers} workers + pi_SFT evaluation "
-          f"= {(n_runs * one_run / profile.sweep_workers + eval_s) / 60:.1f} min at this load and thread count")
+    print(
+        f"predicted sweep: {n_runs} runs x {one_run:.0f} s / {profile.sweep_workers} workers + pi_SFT evaluation "
+        f"= {(n_runs * one_run / profile.sweep_workers + eval_s) / 60:.1f} min at this load and thread count"
+    )
 
 
 def time_sweep(profile) -> None:
@@ -107,7 +114,8 @@ def time_notebooks() -> None:
     folder = config.project_root() / "notebooks"
     seconds = {name: execute(folder / name, scratch, timeout=900) for name in NOTEBOOKS}
     for name, sec in seconds.items():
-        print(f"smoke {name}: {sec:.0f} s{' (builds the cached assets; not in the budget)' if name == NOTEBOOKS[0] else ''}")
+        note = " (builds the cached assets; not in the budget)" if name == NOTEBOOKS[0] else ""
+        print(f"smoke {name}: {sec:.0f} s{note}")
     print(f"smoke notebooks 05 + 06: {seconds[NOTEBOOKS[1]] + seconds[NOTEBOOKS[2]]:.0f} s (budget 300 s)  [{load()}]")
 
 

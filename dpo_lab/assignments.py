@@ -14,6 +14,7 @@ markers changes, and outputs are cleared.
 
     python -m dpo_lab.assignments [--out build/student]
 """
+
 from __future__ import annotations
 
 import argparse

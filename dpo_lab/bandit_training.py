@@ -1,8 +1,8 @@
 """Training tabular softmax policies on bandits with the DPO loss family, and the two-stage RLHF baseline.
 
-Introduced in notebook 03. ``dpo_lab.bandits`` holds the exact theory (numpy); this module fits policies
-to *sampled* data with the torch losses of ``dpo_lab.losses``, so notebook 03 can check that training
-reaches what the theory promises.
+Introduced in notebook 03. ``dpo_lab.bandits`` holds the exact theory and ``dpo_lab.preferences`` the
+preference data (numpy); this module fits policies to *sampled* data with the torch losses of
+``dpo_lab.losses``, so notebook 03 can check that training reaches what the theory promises.
 
 The policy class
 ----------------
@@ -21,8 +21,8 @@ what token-level losses such as Unlikelihood act on.
 name            shape                 meaning
 ==============  ====================  ===================================================
 ref_policy      (n_contexts, A)       pi_ref(y|x), > 0 everywhere, A = V**T
-prefs           Preferences           bandits.Preferences: context, chosen, rejected (n,)
-rankings        Rankings              bandits.Rankings: context (n,), ranked (n, k) best first
+prefs           Preferences           preferences.Preferences: context, chosen, rejected (n,)
+rankings        Rankings              preferences.Rankings: context (n,), ranked (n, k) best first
 policy          (n_contexts, A)       a trained pi_theta, float64 numpy
 ==============  ====================  ===================================================
 
@@ -31,6 +31,7 @@ Methods (:data:`METHODS`): the pairwise losses of ``losses.PAIRWISE_LOSSES`` ("d
 token-level baselines "unlikelihood" and "preferred_ft". Every method is trained the same way:
 full-batch Adam on the mean per-example loss for a fixed number of steps.
 """
+
 from __future__ import annotations
 
 import time
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import bandits, losses
+from . import bandits, losses, preferences
 
 PAIRWISE_METHODS = tuple(losses.PAIRWISE_LOSSES) + ("unweighted",)
 TOKEN_METHODS = ("unlikelihood", "preferred_ft")
@@ -61,24 +62,27 @@ class TabularPolicy(torch.nn.Module):
         super().__init__()
         ref = np.asarray(ref_policy, dtype=np.float64)
         if ref.ndim != 2 or not (ref > 0).all() or np.abs(ref.sum(-1) - 1).max() > bandits.PROB_ATOL:
-            raise ValueError("ref_policy must be an (n_contexts, n_actions) array of probabilities > 0 "
-                             "whose rows sum to 1")
+            raise ValueError(
+                "ref_policy must be an (n_contexts, n_actions) array of probabilities > 0 whose rows sum to 1"
+            )
         n_contexts, n_actions = ref.shape
         vocab = n_actions if vocab_size is None else int(vocab_size)
         n_tokens = int(round(np.log(n_actions) / np.log(vocab))) if vocab > 1 else 0
-        if vocab < 2 or vocab ** n_tokens != n_actions:
-            raise ValueError(f"vocab_size must be >= 2 with n_actions = vocab_size ** T; got vocab_size "
-                             f"{vocab_size} for {n_actions} actions")
+        if vocab < 2 or vocab**n_tokens != n_actions:
+            raise ValueError(
+                f"vocab_size must be >= 2 with n_actions = vocab_size ** T; got vocab_size "
+                f"{vocab_size} for {n_actions} actions"
+            )
         self.vocab_size, self.n_tokens = vocab, n_tokens
         joint = ref.reshape(n_contexts, *([vocab] * n_tokens))
         for t in range(n_tokens):
             # marginal of the first t+1 tokens, then condition on the first t
-            marginal = joint.sum(axis=tuple(range(t + 2, n_tokens + 1))).reshape(n_contexts, vocab ** t, vocab)
+            marginal = joint.sum(axis=tuple(range(t + 2, n_tokens + 1))).reshape(n_contexts, vocab**t, vocab)
             conditional = marginal / marginal.sum(axis=-1, keepdims=True)
             self.register_buffer(f"ref_logits_{t}", torch.from_numpy(np.log(conditional)))
         self.theta = torch.nn.ParameterList(
-            torch.nn.Parameter(torch.zeros(n_contexts, vocab ** t, vocab, dtype=torch.float64))
-            for t in range(n_tokens))
+            torch.nn.Parameter(torch.zeros(n_contexts, vocab**t, vocab, dtype=torch.float64)) for t in range(n_tokens)
+        )
         self.register_buffer("ref_log_policy", torch.from_numpy(np.log(ref)))
         self._all_actions = self._split(torch.arange(n_actions))  # reused by every log_policy() call
 
@@ -91,15 +95,17 @@ class TabularPolicy(torch.nn.Module):
         return out
 
     def _tables(self) -> list[torch.Tensor]:
-        return [torch.log_softmax(getattr(self, f"ref_logits_{t}") + self.theta[t], dim=-1)
-                for t in range(self.n_tokens)]
+        return [
+            torch.log_softmax(getattr(self, f"ref_logits_{t}") + self.theta[t], dim=-1) for t in range(self.n_tokens)
+        ]
 
     def token_logps(self, context, action) -> torch.Tensor:
         """log pi_theta(y_t | x, y_<t) for each token: context, action (B,) ints -> (B, T)."""
         context, action = torch.as_tensor(context), torch.as_tensor(action)
         tables = self._tables()
-        return torch.stack([table[context, prefix, token]
-                            for table, (prefix, token) in zip(tables, self._split(action))], dim=-1)
+        return torch.stack(
+            [table[context, prefix, token] for table, (prefix, token) in zip(tables, self._split(action))], dim=-1
+        )
 
     def log_policy(self) -> torch.Tensor:
         """log pi_theta(y | x) for every context and action: (n_contexts, n_actions), differentiable."""
@@ -119,7 +125,7 @@ def _check_method(method: str) -> None:
 def method_loss(policy: TabularPolicy, data, method: str, beta: float | None = None, **loss_kwargs) -> torch.Tensor:
     """Per-example loss of ``method`` for ``policy`` on ``data``: shape (n,), no reduction.
 
-    ``data`` is a bandits.Preferences for pairwise and token methods, a bandits.Rankings for
+    ``data`` is a preferences.Preferences for pairwise and token methods, a preferences.Rankings for
     "plackett_luce". ``beta`` is required except for "unlikelihood" and "preferred_ft"; ``loss_kwargs``
     go to the loss (``label_smoothing`` for "cdpo", ``offset`` (n,) for "odpo", ``alpha`` for
     "unlikelihood"). Reference log-probs come from the policy's own pi_ref.
@@ -131,26 +137,31 @@ def method_loss(policy: TabularPolicy, data, method: str, beta: float | None = N
         raise ValueError(f"beta is required for method {method!r}")
     ref = policy.ref_log_policy
     if method in RANKING_METHODS:
-        if not isinstance(data, bandits.Rankings):
-            raise ValueError("data must be a bandits.Rankings for method 'plackett_luce'")
+        if not isinstance(data, preferences.Rankings):
+            raise ValueError("data must be a preferences.Rankings for method 'plackett_luce'")
         context, ranked = torch.as_tensor(data.context)[:, None], torch.as_tensor(data.ranked)
         return losses.plackett_luce_dpo_loss(policy.log_policy()[context, ranked], ref[context, ranked], beta)
-    if not isinstance(data, bandits.Preferences):
-        raise ValueError(f"data must be a bandits.Preferences for method {method!r}")
+    if not isinstance(data, preferences.Preferences):
+        raise ValueError(f"data must be a preferences.Preferences for method {method!r}")
     context, chosen, rejected = (torch.as_tensor(a) for a in data)
     if method in TOKEN_METHODS:
         chosen_tokens = policy.token_logps(context, chosen)
         mask = torch.ones_like(chosen_tokens, dtype=torch.bool)  # every response has all T tokens
         if method == "preferred_ft":
             return losses.preferred_ft_loss(chosen_tokens, mask)
-        return losses.unlikelihood_loss(chosen_tokens, mask, policy.token_logps(context, rejected), mask,
-                                        **loss_kwargs)
+        return losses.unlikelihood_loss(chosen_tokens, mask, policy.token_logps(context, rejected), mask, **loss_kwargs)
     loss_fn = losses.unweighted_loss if method == "unweighted" else losses.PAIRWISE_LOSSES[method]
     if "offset" in loss_kwargs:
         loss_kwargs = {**loss_kwargs, "offset": torch.as_tensor(loss_kwargs["offset"], dtype=torch.float64)}
     log_pi = policy.log_policy()
-    return loss_fn(log_pi[context, chosen], log_pi[context, rejected],
-                   ref[context, chosen], ref[context, rejected], beta, **loss_kwargs)
+    return loss_fn(
+        log_pi[context, chosen],
+        log_pi[context, rejected],
+        ref[context, chosen],
+        ref[context, rejected],
+        beta,
+        **loss_kwargs,
+    )
 
 
 @dataclass(frozen=True)
@@ -185,8 +196,9 @@ def _deduplicate(data, loss_kwargs: dict):
     offset = loss_kwargs.get("offset")
     per_pair_offset = offset is not None and np.ndim(offset) > 0
     if per_pair_offset and np.shape(offset) != (len(data[0]),):
-        raise ValueError(f"offset has shape {np.shape(offset)}; it must be a scalar or have one entry per "
-                         f"pair ({len(data[0])},)")
+        raise ValueError(
+            f"offset has shape {np.shape(offset)}; it must be a scalar or have one entry per pair ({len(data[0])},)"
+        )
     if per_pair_offset:
         columns.append(np.asarray(offset, dtype=np.float64).reshape(-1, 1))
     rows, counts = np.unique(np.concatenate(columns, axis=1).astype(np.float64), axis=0, return_counts=True)
@@ -194,13 +206,22 @@ def _deduplicate(data, loss_kwargs: dict):
     parts = np.split(rows, widths, axis=1)
     if per_pair_offset:
         loss_kwargs = {**loss_kwargs, "offset": parts.pop()[:, 0]}
-    unique = type(data)(*(torch.as_tensor(part.astype(np.int64).reshape((-1,) + np.shape(a)[1:]))
-                          for part, a in zip(parts, data)))
+    unique = type(data)(
+        *(torch.as_tensor(part.astype(np.int64).reshape((-1,) + np.shape(a)[1:])) for part, a in zip(parts, data))
+    )
     return unique, torch.as_tensor(counts, dtype=torch.float64), loss_kwargs
 
 
-def fit_policy(ref_policy, data, method: str, beta: float | None = None, steps: int = 500,
-               lr: float = 0.1, vocab_size: int | None = None, **loss_kwargs) -> FitResult:
+def fit_policy(
+    ref_policy,
+    data,
+    method: str,
+    beta: float | None = None,
+    steps: int = 500,
+    lr: float = 0.1,
+    vocab_size: int | None = None,
+    **loss_kwargs,
+) -> FitResult:
     """Train a :class:`TabularPolicy` from pi_ref with ``method`` on ``data`` (full-batch Adam).
 
     Arguments as in :func:`method_loss`; ``steps`` optimiser steps at learning rate ``lr``.
@@ -215,8 +236,7 @@ def fit_policy(ref_policy, data, method: str, beta: float | None = None, steps: 
     n_contexts, n_actions = policy.ref_log_policy.shape
     for name, values, bound in zip(data._fields, data, (n_contexts,) + (n_actions,) * (len(data) - 1)):
         values = np.asarray(values)
-        if (values.size == 0 or not np.issubdtype(values.dtype, np.integer)
-                or values.min() < 0 or values.max() >= bound):
+        if values.size == 0 or not np.issubdtype(values.dtype, np.integer) or values.min() < 0 or values.max() >= bound:
             raise ValueError(f"data.{name} must be non-empty integers in [0, {bound - 1}]")
     data, counts, loss_kwargs = _deduplicate(data, loss_kwargs)
     optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
@@ -232,8 +252,9 @@ def fit_policy(ref_policy, data, method: str, beta: float | None = None, steps: 
     return FitResult(policy.policy(), curve, time.perf_counter() - start)
 
 
-def policy_gradient(reward, ref_policy, beta: float, steps: int = 500, samples_per_context: int = 16,
-                    lr: float = 0.1, rng=0) -> FitResult:
+def policy_gradient(
+    reward, ref_policy, beta: float, steps: int = 500, samples_per_context: int = 16, lr: float = 0.1, rng=0
+) -> FitResult:
     """The RL stage of two-stage RLHF: REINFORCE on the KL-regularised objective (DPO Eq. 3).
 
     Each step draws ``samples_per_context`` responses y ~ pi_theta(.|x) in every context, scores them
@@ -257,8 +278,9 @@ def policy_gradient(reward, ref_policy, beta: float, steps: int = 500, samples_p
     start = time.perf_counter()
     policy = TabularPolicy(ref_policy)
     if reward_t.shape != policy.ref_log_policy.shape:
-        raise ValueError(f"reward has shape {tuple(reward_t.shape)}, ref_policy has "
-                         f"{tuple(policy.ref_log_policy.shape)}")
+        raise ValueError(
+            f"reward has shape {tuple(reward_t.shape)}, ref_policy has {tuple(policy.ref_log_policy.shape)}"
+        )
     optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(int(rng))
     rows = torch.arange(reward_t.shape[0])[:, None]
@@ -286,10 +308,10 @@ def dpo_weight(chosen_rewards, rejected_rewards) -> np.ndarray:
 
     Introduced in notebook 03.
     """
-    return bandits.bradley_terry(rejected_rewards, chosen_rewards)
+    return preferences.bradley_terry(rejected_rewards, chosen_rewards)
 
 
-def dpo_gradient(policy, ref_policy, prefs: bandits.Preferences, beta: float) -> np.ndarray:
+def dpo_gradient(policy, ref_policy, prefs: preferences.Preferences, beta: float) -> np.ndarray:
     """The analytic gradient of the mean DPO loss with respect to tabular logits (DPO appendix A.4).
 
     With pi = softmax(logits) per context, grad_logits log pi(y|x) = e_y - pi(.|x); the pi(.|x) parts of
@@ -309,30 +331,33 @@ def dpo_gradient(policy, ref_policy, prefs: bandits.Preferences, beta: float) ->
     return grad / context.size
 
 
-def rank_by_reward(bandit: bandits.Bandit, n: int, rng, k: int = 4) -> bandits.Rankings:
+def rank_by_reward(bandit: bandits.Bandit, n: int, rng, k: int = 4) -> preferences.Rankings:
     """n prompts with k distinct responses from pi_ref each, ranked by the true reward (no noise).
 
     The DPO paper's IMDb recipe (Sec. 6.1): sample k completions per prompt from the reference policy
-    and order them by the gold reward. The candidates are those of ``bandits.sample_rankings`` (drawn
+    and order them by the gold reward. The candidates are those of ``preferences.sample_rankings`` (drawn
     without replacement from pi_ref); only their order is replaced by the exact reward order.
 
     Introduced in notebook 03.
     """
-    sampled = bandits.sample_rankings(bandit, n, rng, k=k)
+    sampled = preferences.sample_rankings(bandit, n, rng, k=k)
     scores = bandit.reward[sampled.context[:, None], sampled.ranked]
     order = np.argsort(-scores, axis=-1, kind="stable")
-    return bandits.Rankings(sampled.context, np.take_along_axis(sampled.ranked, order, axis=-1))
+    return preferences.Rankings(sampled.context, np.take_along_axis(sampled.ranked, order, axis=-1))
 
 
-def pairs_from_rankings(rankings: bandits.Rankings) -> bandits.Preferences:
+def pairs_from_rankings(rankings: preferences.Rankings) -> preferences.Preferences:
     """Every pair (i ranked above j) of every ranking: k(k-1)/2 pairs per prompt (the paper's 6 for k = 4).
 
     Introduced in notebook 03.
     """
     k = rankings.ranked.shape[1]
     above, below = np.triu_indices(k, 1)
-    return bandits.Preferences(np.repeat(rankings.context, above.size),
-                               rankings.ranked[:, above].reshape(-1), rankings.ranked[:, below].reshape(-1))
+    return preferences.Preferences(
+        np.repeat(rankings.context, above.size),
+        rankings.ranked[:, above].reshape(-1),
+        rankings.ranked[:, below].reshape(-1),
+    )
 
 
 def mean_kl(policy, target, context_probs) -> float:
@@ -377,7 +402,8 @@ SHARED_PREFIX_VOCAB = 4
 SHARED_PREFIX = bandits.Bandit(
     reward=np.concatenate([[1.0, 0.5, 0.0, -0.5], np.full(12, -2.0)]),
     ref_policy=np.outer([0.97, 0.01, 0.01, 0.01], [0.4, 0.3, 0.2, 0.1]).reshape(-1),
-    name="shared_prefix")
+    name="shared_prefix",
+)
 """One prompt, responses of T = 2 tokens from a vocabulary of 4 (16 responses, index 4 * t_1 + t_2).
 
 pi_ref opens 97% of responses with token 0 (a common opening) and 1% each with tokens 1-3 (rare,
@@ -386,4 +412,3 @@ have graded rewards 1, 0.5, 0, -0.5 by second token; every rare-opening response
 every preference pair therefore shares its first token, which is what token-level losses trip over.
 Fit with ``vocab_size=SHARED_PREFIX_VOCAB``.
 """
-

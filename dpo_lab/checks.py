@@ -8,9 +8,11 @@ wrong answer stops a student's run at the cell that needs work.
 
 Spinning Up style: a student's function is compared with the library's on random inputs.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -33,13 +35,17 @@ def _compare(name: str, got: Any, expected: Any, atol: float, rtol: float) -> No
         _fail(name, f"shape {got_a.shape}, expected shape {exp_a.shape}")
     if not np.allclose(got_a, exp_a, atol=atol, rtol=rtol, equal_nan=False):
         err = np.max(np.abs(got_a - exp_a)) if got_a.size else 0.0
-        _fail(name, f"max abs error {err:.3g} > tolerance (atol={atol:g}, rtol={rtol:g});\n"
-                    f"  got      {np.array2string(got_a.ravel()[:6], precision=6)}\n"
-                    f"  expected {np.array2string(exp_a.ravel()[:6], precision=6)}")
+        _fail(
+            name,
+            f"max abs error {err:.3g} > tolerance (atol={atol:g}, rtol={rtol:g});\n"
+            f"  got      {np.array2string(got_a.ravel()[:6], precision=6)}\n"
+            f"  expected {np.array2string(exp_a.ravel()[:6], precision=6)}",
+        )
 
 
-def check_function(name: str, fn: Callable, reference: Callable, cases: Iterable[tuple],
-                   atol: float = 1e-8, rtol: float = 1e-6) -> None:
+def check_function(
+    name: str, fn: Callable, reference: Callable, cases: Iterable[tuple], atol: float = 1e-8, rtol: float = 1e-6
+) -> None:
     """Pass when ``fn(*case)`` matches ``reference(*case)`` on every case (tuples of arguments)."""
     cases = list(cases)
     if not cases:

@@ -15,6 +15,7 @@ implementation: nothing outside this file branches on the profile's name.
 
 Every figure and every number the notebooks produce is labelled with ``profile.name``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,7 +33,7 @@ DEFAULT_PROFILE = "cpu"
 class Profile:
     """Every size knob, grouped by the notebooks that use it.
 
-    Sizes only: code paths never depend on the profile (ARCHITECTURE.md).
+    Sizes only: code paths never depend on the profile (README, "Layout").
     """
 
     name: str
@@ -90,7 +91,12 @@ class Profile:
     sweep_workers: int = 2  # training processes at once; 2 x 1 thread is fastest on 2 cores (REFERENCE.md 8)
     sweep_threads: int = 1  # torch threads per training process; 0 = cores // sweep_workers
 
-    def replace(self, **changes) -> "Profile":
+    @property
+    def model_sizes(self) -> dict:
+        """The GPT-2 sizes as ``lm.gpt2_config`` takes them: ``gpt2_config(tokenizer, **p.model_sizes)``."""
+        return {"n_layer": self.n_layer, "n_embd": self.n_embd, "n_head": self.n_head, "n_positions": self.n_positions}
+
+    def replace(self, **changes) -> Profile:
         """A copy with some knobs changed (profiles are frozen)."""
         return dataclasses.replace(self, **changes)
 
@@ -174,8 +180,7 @@ def get_profile(name: str | None = None) -> Profile:
     key = name.strip().lower()
     if key not in PROFILES:
         raise ValueError(
-            f"unknown profile {name!r} (from argument or ${ENV_VAR}); valid profiles: "
-            + ", ".join(PROFILES)
+            f"unknown profile {name!r} (from argument or ${ENV_VAR}); valid profiles: " + ", ".join(PROFILES)
         )
     return PROFILES[key]
 
@@ -232,7 +237,9 @@ def setup(seed: int | None = None) -> Profile:
     except ImportError:  # the theory notebooks do not need torch
         torch_version = "not installed"
     print(f"dpo_lab profile: {profile.name} ({profile.description})")
-    print(f"device: {device() if torch_version != 'not installed' else 'cpu'} | "
-          f"python {platform.python_version()} | numpy {np.__version__} | torch {torch_version}")
+    print(
+        f"device: {device() if torch_version != 'not installed' else 'cpu'} | "
+        f"python {platform.python_version()} | numpy {np.__version__} | torch {torch_version}"
+    )
     print(f"results: {results_dir(profile)}")
     return profile

@@ -13,11 +13,12 @@ IMDb reviews          the bundled 25,000 IMDb training reviews load, both labels
 VADER                 the lexicon scorer rates a positive sentence above a negative one
 ====================  ===========================================================================
 """
+
 from __future__ import annotations
 
 import importlib
 import platform
-from typing import Callable
+from collections.abc import Callable
 
 PACKAGES = ("numpy", "torch", "transformers", "tokenizers", "matplotlib", "ipywidgets", "tqdm", "sklearn")
 GPT2_CHECK = ("This movie was", [1212, 3807, 373])
@@ -80,8 +81,12 @@ def check() -> list[dict]:
     """One row per item: ``{"item", "ok", "detail"}``. Never raises; read ``ok``."""
     rows = [_row("python", platform.python_version)]
     rows += [_row(name, lambda n=name: _package(n)) for name in PACKAGES]
-    rows += [_row("device", _device), _row("GPT-2 tokenizer (offline)", _gpt2_tokenizer),
-             _row("IMDb reviews (offline)", _imdb_reviews), _row("VADER lexicon", _vader)]
+    rows += [
+        _row("device", _device),
+        _row("GPT-2 tokenizer (offline)", _gpt2_tokenizer),
+        _row("IMDb reviews (offline)", _imdb_reviews),
+        _row("VADER lexicon", _vader),
+    ]
     return rows
 
 

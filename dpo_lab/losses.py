@@ -38,10 +38,11 @@ neither is :func:`unweighted_loss`, DPO without its weight, which exists to be s
 Bad inputs raise ``ValueError`` naming the argument: mismatched shapes, NaN or infinite log-probs,
 ``beta <= 0``, ``label_smoothing`` outside ``[0, 0.5)``, a NaN or infinite offset.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -65,30 +66,42 @@ def _check_tensors(**named: torch.Tensor) -> None:
         if shape is None:
             shape, first = value.shape, name
         elif value.shape != shape:
-            raise ValueError(f"{name} has shape {tuple(value.shape)} but {first} has shape "
-                             f"{tuple(shape)}; all log-prob tensors must have the same shape")
+            raise ValueError(
+                f"{name} has shape {tuple(value.shape)} but {first} has shape "
+                f"{tuple(shape)}; all log-prob tensors must have the same shape"
+            )
         if not torch.isfinite(value).all():
             raise ValueError(f"{name} contains NaN or infinite log-probs")
 
 
-def _check_positive(name: str, value: float) -> float:
+def _check_positive(name: str, value: float, allow_zero: bool = False) -> float:
+    """float(value), finite and > 0 (>= 0 with ``allow_zero``); a ValueError naming it otherwise."""
     value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    if not (math.isfinite(value) and (value >= 0 if allow_zero else value > 0)):
+        raise ValueError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {value}")
     return value
 
 
 def _margin_and_beta(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta):
     """(h, beta) after validation: h = (log pi(y_w) - log pi_ref(y_w)) - (log pi(y_l) - log pi_ref(y_l))."""
-    _check_tensors(policy_chosen_logps=policy_chosen_logps, policy_rejected_logps=policy_rejected_logps,
-                   ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps)
+    _check_tensors(
+        policy_chosen_logps=policy_chosen_logps,
+        policy_rejected_logps=policy_rejected_logps,
+        ref_chosen_logps=ref_chosen_logps,
+        ref_rejected_logps=ref_rejected_logps,
+    )
     margin = (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)
     return margin, _check_positive("beta", beta)
 
 
-def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
-             ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor,
-             beta: float, label_smoothing: float = 0.0) -> torch.Tensor:
+def dpo_loss(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    beta: float,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
     """The DPO loss (DPO Eq. 7), optionally label-smoothed (conservative DPO, "cDPO").
 
     ``loss = -(1 - eps) * log sigmoid(beta * h) - eps * log sigmoid(-beta * h)``
@@ -110,8 +123,9 @@ def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Ten
 
     Introduced in notebook 03.
     """
-    margin, beta = _margin_and_beta(policy_chosen_logps, policy_rejected_logps,
-                                    ref_chosen_logps, ref_rejected_logps, beta)
+    margin, beta = _margin_and_beta(
+        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta
+    )
     eps = float(label_smoothing)
     if not 0.0 <= eps < 0.5:
         raise ValueError(f"label_smoothing must lie in [0, 0.5), got {label_smoothing}")
@@ -119,9 +133,14 @@ def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Ten
     return -(1.0 - eps) * F.logsigmoid(logits) - eps * F.logsigmoid(-logits)
 
 
-def odpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
-              ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor,
-              beta: float, offset: float | torch.Tensor) -> torch.Tensor:
+def odpo_loss(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    beta: float,
+    offset: float | torch.Tensor,
+) -> torch.Tensor:
     """DPO with an offset (ODPO paper Eq. 7c): ``loss = -log sigmoid(beta * h - offset)``.
 
     The chosen response must beat the rejected one by at least ``offset = Delta_r`` in implicit
@@ -140,15 +159,20 @@ def odpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Te
 
     Introduced in notebook 03.
     """
-    margin, beta = _margin_and_beta(policy_chosen_logps, policy_rejected_logps,
-                                    ref_chosen_logps, ref_rejected_logps, beta)
+    margin, beta = _margin_and_beta(
+        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta
+    )
     offset = torch.as_tensor(offset, dtype=margin.dtype, device=margin.device)
     if offset.dim() > 0 and offset.shape != margin.shape:
-        raise ValueError(f"offset has shape {tuple(offset.shape)}; it must be a scalar or match the "
-                         f"log-probs' shape {tuple(margin.shape)}")
+        raise ValueError(
+            f"offset has shape {tuple(offset.shape)}; it must be a scalar or match the "
+            f"log-probs' shape {tuple(margin.shape)}"
+        )
     if not torch.isfinite(offset).all():
-        raise ValueError("offset contains NaN or infinite values (with f='log' a tie gives log 0 = -inf; "
-                         "ties must be dropped when pairs are built)")
+        raise ValueError(
+            "offset contains NaN or infinite values (with f='log' a tie gives log 0 = -inf; "
+            "ties must be dropped when pairs are built)"
+        )
     return -F.logsigmoid(beta * margin - offset)
 
 
@@ -180,20 +204,22 @@ def odpo_offset(score_chosen, score_rejected, alpha: float = 1.0, f: str = "log"
     score_chosen = torch.as_tensor(score_chosen, dtype=torch.float64)
     score_rejected = torch.as_tensor(score_rejected, dtype=torch.float64)
     if score_chosen.shape != score_rejected.shape:
-        raise ValueError(f"score_chosen has shape {tuple(score_chosen.shape)} but score_rejected has "
-                         f"shape {tuple(score_rejected.shape)}")
+        raise ValueError(
+            f"score_chosen has shape {tuple(score_chosen.shape)} but score_rejected has "
+            f"shape {tuple(score_rejected.shape)}"
+        )
     for name, value in (("score_chosen", score_chosen), ("score_rejected", score_rejected)):
         if not torch.isfinite(value).all():
             raise ValueError(f"{name} contains NaN or infinite scores")
-    alpha = float(alpha)
-    if not (math.isfinite(alpha) and alpha >= 0):
-        raise ValueError(f"alpha must be a finite number >= 0, got {alpha}")
+    alpha = _check_positive("alpha", alpha, allow_zero=True)
     if f == "log":
         gap = score_chosen - score_rejected
         if (gap <= 0).any():
-            raise ValueError("f='log' needs score_chosen > score_rejected for every pair: a tie gives "
-                             "log 0 = -inf, so ties must be dropped when pairs are built "
-                             f"({int((gap == 0).sum())} ties, {int((gap < 0).sum())} reversed pairs)")
+            raise ValueError(
+                "f='log' needs score_chosen > score_rejected for every pair: a tie gives "
+                "log 0 = -inf, so ties must be dropped when pairs are built "
+                f"({int((gap == 0).sum())} ties, {int((gap < 0).sum())} reversed pairs)"
+            )
         return alpha * torch.log(gap)
     if f == "identity":
         return alpha * (score_chosen - score_rejected)
@@ -204,9 +230,13 @@ def odpo_offset(score_chosen, score_rejected, alpha: float = 1.0, f: str = "log"
     raise ValueError(f"f must be 'log', 'identity' or 'log_scores', got {f!r}")
 
 
-def ipo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
-             ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor,
-             beta: float) -> torch.Tensor:
+def ipo_loss(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    beta: float,
+) -> torch.Tensor:
     """The IPO loss (Azar et al. 2023): ``loss = (h - 1 / (2 * beta))^2``.
 
     A squared loss that pulls the log-ratio margin ``h`` to the bounded target ``1 / (2 beta)``
@@ -228,14 +258,19 @@ def ipo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Ten
 
     Introduced in notebook 03.
     """
-    margin, beta = _margin_and_beta(policy_chosen_logps, policy_rejected_logps,
-                                    ref_chosen_logps, ref_rejected_logps, beta)
+    margin, beta = _margin_and_beta(
+        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta
+    )
     return (margin - 1.0 / (2.0 * beta)) ** 2
 
 
-def hinge_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
-               ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor,
-               beta: float) -> torch.Tensor:
+def hinge_loss(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    beta: float,
+) -> torch.Tensor:
     """SLiC-style hinge loss with a reference model: ``loss = max(0, 1 - beta * h)``.
 
     Zero (and no gradient) once the implicit reward margin ``beta * h`` reaches 1: pairs that are
@@ -251,14 +286,19 @@ def hinge_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.T
 
     Introduced in notebook 03.
     """
-    margin, beta = _margin_and_beta(policy_chosen_logps, policy_rejected_logps,
-                                    ref_chosen_logps, ref_rejected_logps, beta)
+    margin, beta = _margin_and_beta(
+        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta
+    )
     return torch.relu(1.0 - beta * margin)
 
 
-def unweighted_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
-                    ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor,
-                    beta: float) -> torch.Tensor:
+def unweighted_loss(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    beta: float,
+) -> torch.Tensor:
     """DPO's update with its weight removed: ``loss = -beta * h``, a cautionary example.
 
     Its gradient is ``-beta * [grad log pi(y_w) - grad log pi(y_l)]``, the DPO gradient (DPO
@@ -277,13 +317,13 @@ def unweighted_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: to
 
     Introduced in notebook 03.
     """
-    margin, beta = _margin_and_beta(policy_chosen_logps, policy_rejected_logps,
-                                    ref_chosen_logps, ref_rejected_logps, beta)
+    margin, beta = _margin_and_beta(
+        policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta
+    )
     return -beta * margin
 
 
-def plackett_luce_dpo_loss(policy_logps: torch.Tensor, ref_logps: torch.Tensor,
-                           beta: float) -> torch.Tensor:
+def plackett_luce_dpo_loss(policy_logps: torch.Tensor, ref_logps: torch.Tensor, beta: float) -> torch.Tensor:
     """DPO for rankings of K responses (DPO appendix A.3, Eq. 20).
 
     With ``s_k = beta * (policy_logps[:, k] - ref_logps[:, k])`` and the responses ordered
@@ -315,8 +355,9 @@ def plackett_luce_dpo_loss(policy_logps: torch.Tensor, ref_logps: torch.Tensor,
     return -(scores - suffix_lse).sum(dim=-1)
 
 
-def _masked_token_logps(name: str, token_logps: torch.Tensor, mask_name: str,
-                        mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _masked_token_logps(
+    name: str, token_logps: torch.Tensor, mask_name: str, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate (B, T) token log-probs and their mask; return (log-probs with padding set to 0, bool mask).
 
     Padding positions may hold anything (garbage, even NaN): only masked-in entries are checked, and
@@ -325,11 +366,12 @@ def _masked_token_logps(name: str, token_logps: torch.Tensor, mask_name: str,
     if not isinstance(token_logps, torch.Tensor) or not isinstance(mask, torch.Tensor):
         raise TypeError(f"{name} and {mask_name} must be torch.Tensors")
     if token_logps.dim() != 2 or not token_logps.is_floating_point():
-        raise ValueError(f"{name} must be a (B, T) floating tensor, got shape {tuple(token_logps.shape)} "
-                         f"and dtype {token_logps.dtype}")
+        raise ValueError(
+            f"{name} must be a (B, T) floating tensor, got shape {tuple(token_logps.shape)} "
+            f"and dtype {token_logps.dtype}"
+        )
     if mask.shape != token_logps.shape:
-        raise ValueError(f"{mask_name} has shape {tuple(mask.shape)} but {name} has shape "
-                         f"{tuple(token_logps.shape)}")
+        raise ValueError(f"{mask_name} has shape {tuple(mask.shape)} but {name} has shape {tuple(token_logps.shape)}")
     mask = mask.bool()
     if not torch.isfinite(token_logps[mask]).all():
         raise ValueError(f"{name} contains NaN or infinite log-probs at positions where {mask_name} is set")
@@ -357,9 +399,13 @@ def preferred_ft_loss(chosen_token_logps: torch.Tensor, chosen_mask: torch.Tenso
     return -logps.sum(dim=-1)
 
 
-def unlikelihood_loss(chosen_token_logps: torch.Tensor, chosen_mask: torch.Tensor,
-                      rejected_token_logps: torch.Tensor, rejected_mask: torch.Tensor,
-                      alpha: float) -> torch.Tensor:
+def unlikelihood_loss(
+    chosen_token_logps: torch.Tensor,
+    chosen_mask: torch.Tensor,
+    rejected_token_logps: torch.Tensor,
+    rejected_mask: torch.Tensor,
+    alpha: float,
+) -> torch.Tensor:
     """The Unlikelihood baseline (Welleck et al. 2019; DPO paper Sec. 6 and App. C.3).
 
     ``loss = -sum_t log p(y_w,t) - alpha * sum_t log(1 - p(y_l,t))``
@@ -382,27 +428,29 @@ def unlikelihood_loss(chosen_token_logps: torch.Tensor, chosen_mask: torch.Tenso
 
     Introduced in notebook 03.
     """
-    alpha = float(alpha)
-    if not (math.isfinite(alpha) and alpha >= 0):
-        raise ValueError(f"alpha must be a finite number >= 0, got {alpha}")
+    alpha = _check_positive("alpha", alpha, allow_zero=True)
     likelihood = preferred_ft_loss(chosen_token_logps, chosen_mask)
-    logps, mask = _masked_token_logps("rejected_token_logps", rejected_token_logps,
-                                      "rejected_mask", rejected_mask)
+    logps, mask = _masked_token_logps("rejected_token_logps", rejected_token_logps, "rejected_mask", rejected_mask)
     if logps.shape[0] != likelihood.shape[0]:
-        raise ValueError(f"rejected_token_logps has batch size {logps.shape[0]} but chosen_token_logps "
-                         f"has {likelihood.shape[0]}")
+        raise ValueError(
+            f"rejected_token_logps has batch size {logps.shape[0]} but chosen_token_logps has {likelihood.shape[0]}"
+        )
     logps = logps.clamp(max=math.log(_MAX_UNLIKELY_PROB))
     # Both branches are finite after the clamp, so torch.where cannot leak NaN into the gradient.
-    log_one_minus_p = torch.where(logps > -math.log(2.0),
-                                  torch.log(-torch.expm1(logps)),
-                                  torch.log1p(-torch.exp(logps)))
+    log_one_minus_p = torch.where(
+        logps > -math.log(2.0), torch.log(-torch.expm1(logps)), torch.log1p(-torch.exp(logps))
+    )
     unlikelihood = -(log_one_minus_p * mask).sum(dim=-1)
     return likelihood + alpha * unlikelihood
 
 
-def preference_metrics(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
-                       ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor,
-                       beta: float) -> dict[str, float]:
+def preference_metrics(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    beta: float,
+) -> dict[str, float]:
     """The quantities preference trainers log, as batch means (floats, no gradient).
 
     =====================  ======================================================
@@ -421,8 +469,12 @@ def preference_metrics(policy_chosen_logps: torch.Tensor, policy_rejected_logps:
 
     Introduced in notebook 03.
     """
-    _check_tensors(policy_chosen_logps=policy_chosen_logps, policy_rejected_logps=policy_rejected_logps,
-                   ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps)
+    _check_tensors(
+        policy_chosen_logps=policy_chosen_logps,
+        policy_rejected_logps=policy_rejected_logps,
+        ref_chosen_logps=ref_chosen_logps,
+        ref_rejected_logps=ref_rejected_logps,
+    )
     beta = _check_positive("beta", beta)
     with torch.no_grad():
         chosen = beta * (policy_chosen_logps - ref_chosen_logps)

@@ -6,6 +6,7 @@ means) in ``<results>/headlines.json``; ``write_report`` turns those into ``REPO
 Every number carries the profile that produced it, so cpu-profile numbers are never read as
 gpt2-large numbers.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ import math
 from pathlib import Path
 
 from . import config as _config
-from .runs import _write_json
+from .runs import write_json
 
 
 def save_figure(fig, name: str, profile: _config.Profile | None = None) -> Path:
@@ -21,8 +22,7 @@ def save_figure(fig, name: str, profile: _config.Profile | None = None) -> Path:
     profile = profile or _config.get_profile()
     folder = _config.results_dir(profile) / "figures"
     folder.mkdir(parents=True, exist_ok=True)
-    fig.text(0.995, 0.005, f"dpo_lab profile: {profile.name}", ha="right", va="bottom",
-             fontsize=7, color="0.4")
+    fig.text(0.995, 0.005, f"dpo_lab profile: {profile.name}", ha="right", va="bottom", fontsize=7, color="0.4")
     path = folder / f"{name}__{profile.name}.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
@@ -32,8 +32,7 @@ def _headlines_path(profile: _config.Profile) -> Path:
     return _config.results_dir(profile) / "headlines.json"
 
 
-def record(notebook: str, name: str, value: float, meaning: str,
-           profile: _config.Profile | None = None) -> dict:
+def record(notebook: str, name: str, value: float, meaning: str, profile: _config.Profile | None = None) -> dict:
     """Store a headline number for REPORT.md (replacing an earlier value of the same name)."""
     profile = profile or _config.get_profile()
     value = float(value)
@@ -41,10 +40,9 @@ def record(notebook: str, name: str, value: float, meaning: str,
         raise ValueError(f"headline {name!r} must be finite, got {value}")
     path = _headlines_path(profile)
     table = json.loads(path.read_text()) if path.exists() else {}
-    entry = {"notebook": notebook, "name": name, "value": value, "meaning": meaning,
-             "profile": profile.name}
+    entry = {"notebook": notebook, "name": name, "value": value, "meaning": meaning, "profile": profile.name}
     table[f"{notebook}/{name}"] = entry
-    _write_json(path, table)
+    write_json(path, table)
     return entry
 
 
@@ -53,8 +51,12 @@ def write_report(profile: _config.Profile | None = None, timings: dict[str, floa
     profile = profile or _config.get_profile()
     path = _headlines_path(profile)
     table = json.loads(path.read_text()) if path.exists() else {}
-    lines = [f"# dpo_lab results, profile `{profile.name}`", "",
-             f"Profile: {profile.description}. Numbers below come from this profile only.", ""]
+    lines = [
+        f"# dpo_lab results, profile `{profile.name}`",
+        "",
+        f"Profile: {profile.description}. Numbers below come from this profile only.",
+        "",
+    ]
     if timings:
         lines += ["| notebook | run time (s) |", "| --- | --- |"]
         lines += [f"| {nb} | {sec:.0f} |" for nb, sec in timings.items()] + [""]

@@ -7,6 +7,7 @@ second ``make reproduce`` only re-executes the notebooks.
 
     python -m dpo_lab.reproduce [--only 03] [--timeout SECONDS]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,9 @@ def execute(path: Path, out_dir: Path, timeout: int) -> float:
 
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
     try:
         client.execute()
     finally:

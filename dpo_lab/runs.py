@@ -25,20 +25,23 @@ Typical use::
         run.finish({"perplexity": ppl})
     run.result()
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import config as _config
 
 
 def config_hash(cfg: dict) -> str:
-    """sha256 of the canonical JSON of ``cfg`` (sorted keys, tuples as lists)."""
+    """sha256 of the canonical JSON of ``cfg`` (sorted keys, tuples as lists): the identity of a run
+    (its folder is ``<kind>-<first 12 hex digits>``)."""
     return hashlib.sha256(_canonical(cfg).encode()).hexdigest()
 
 
@@ -51,8 +54,10 @@ def _canonical(cfg: dict) -> str:
         raise ValueError(f"run config must be JSON-serialisable with finite numbers: {err}") from err
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write to a temp file in the same folder, fsync, then os.replace: readers see old or new, never half."""
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write to a temp file in the same folder, fsync, then os.replace: readers see old or new, never half.
+
+    ``write(tmp_path)`` writes the content. Introduced in notebook 00."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp_path = Path(tmp)
@@ -65,8 +70,9 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         tmp_path.unlink(missing_ok=True)
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    _atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
+def write_json(path: Path, obj: Any) -> None:
+    """:func:`atomic_write` of ``obj`` as indented JSON with sorted keys. Introduced in notebook 00."""
+    atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
 
 
 class Run:
@@ -123,7 +129,7 @@ class Run:
         import torch
 
         payload = {"step": int(step), "state": state}
-        _atomic_write(self.path / "checkpoint.pt", lambda p: torch.save(payload, p))
+        atomic_write(self.path / "checkpoint.pt", lambda p: torch.save(payload, p))
 
     def resume(self) -> tuple[int, dict] | None:
         """The last checkpoint as ``(step, state)``, or None for a fresh start.
@@ -138,7 +144,7 @@ class Run:
         last = payload["step"] if payload else None
         kept = [r for r in self.metrics() if last is not None and r.get("step", 0) <= last]
         lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept)
-        _atomic_write(self.path / "metrics.jsonl", lambda p: p.write_text(lines, encoding="utf-8"))
+        atomic_write(self.path / "metrics.jsonl", lambda p: p.write_text(lines, encoding="utf-8"))
         return (payload["step"], payload["state"]) if payload else None
 
     # --- results -------------------------------------------------------------------------
@@ -151,7 +157,7 @@ class Run:
     def finish(self, result: dict, keep_checkpoint: bool = False) -> dict:
         """Mark the run finished with ``result`` (JSON-able). The checkpoint is removed unless kept."""
         _canonical(result)
-        _write_json(self.path / "result.json", result)
+        write_json(self.path / "result.json", result)
         if not keep_checkpoint:
             (self.path / "checkpoint.pt").unlink(missing_ok=True)
         return result
@@ -175,10 +181,8 @@ def open_run(kind: str, cfg: dict, root: str | Path | None = None) -> Run:
     """The run of ``kind`` with configuration ``cfg``: created if new, else the stored one."""
     if not kind or not kind.replace("_", "").replace("-", "").isalnum():
         raise ValueError(f"run kind must be a short alphanumeric name, got {kind!r}")
-    canonical = _canonical(cfg)
-    digest = hashlib.sha256(canonical.encode()).hexdigest()
-    path = runs_root(root) / f"{kind}-{digest[:12]}"
-    cfg = json.loads(canonical)
+    path = runs_root(root) / f"{kind}-{config_hash(cfg)[:12]}"
+    cfg = json.loads(_canonical(cfg))
     stored = path / "config.json"
     if stored.exists():
         existing = json.loads(stored.read_text(encoding="utf-8"))
@@ -186,7 +190,7 @@ def open_run(kind: str, cfg: dict, root: str | Path | None = None) -> Run:
             raise RuntimeError(f"{stored} holds another configuration than its hash says; move the folder away")
     else:
         path.mkdir(parents=True, exist_ok=True)
-        _write_json(stored, cfg)
+        write_json(stored, cfg)
     return Run(path, kind, cfg)
 
 

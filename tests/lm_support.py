@@ -1,6 +1,7 @@
 """Shared setup of the dpo_lab.lm tests (tests/test_lm_*.py): tiny GPT-2 configurations, exact
 enumeration of responses, a naive log-prob reference and a one-thread fixture (import the fixture
 into a test module to use it)."""
+
 import itertools
 
 import pytest
@@ -11,14 +12,21 @@ from dpo_lab.lm.model import torch_threads
 
 EOS = 299
 # 2 layers x 32 dims, 300-token vocabulary whose last id is EOS: fast, yet a real GPT-2.
-TINY = GPT2Config(vocab_size=300, n_layer=2, n_embd=32, n_head=2, n_positions=64,
-                  bos_token_id=EOS, eos_token_id=EOS)
+TINY = GPT2Config(vocab_size=300, n_layer=2, n_embd=32, n_head=2, n_positions=64, bos_token_id=EOS, eos_token_id=EOS)
 
 # Vocabulary {0, 1, 2, EOS=3} with large weights: next-token distributions far from uniform, so
 # sampling and KL errors show, while every response of up to 3 tokens can be enumerated (40).
 FOUR_EOS = 3
-FOUR_TOKENS = GPT2Config(vocab_size=4, n_layer=2, n_embd=16, n_head=2, n_positions=8,
-                         initializer_range=0.6, bos_token_id=FOUR_EOS, eos_token_id=FOUR_EOS)
+FOUR_TOKENS = GPT2Config(
+    vocab_size=4,
+    n_layer=2,
+    n_embd=16,
+    n_head=2,
+    n_positions=8,
+    initializer_range=0.6,
+    bos_token_id=FOUR_EOS,
+    eos_token_id=FOUR_EOS,
+)
 
 
 def all_responses(max_new_tokens, eos=FOUR_EOS):

@@ -1,4 +1,5 @@
 """The student release: solution blocks become `raise NotImplementedError()`, nothing else changes."""
+
 import difflib
 
 import nbformat
@@ -21,8 +22,9 @@ answer = 3"""
 
 def test_strip_solutions_keeps_indentation_and_surroundings():
     out = assignments.strip_solutions(SOURCE)
-    assert out == SOURCE.replace("    ### BEGIN SOLUTION\n    y = 2 * x\n    return y\n    ### END SOLUTION",
-                                 "    raise NotImplementedError()")
+    assert out == SOURCE.replace(
+        "    ### BEGIN SOLUTION\n    y = 2 * x\n    return y\n    ### END SOLUTION", "    raise NotImplementedError()"
+    )
     namespace = {}
     exec(out, namespace)
     with pytest.raises(NotImplementedError):
@@ -39,7 +41,10 @@ def test_strip_solutions_leaves_cells_without_markers_alone():
     [
         ("### BEGIN SOLUTION\nx = 1", "line 1: ### BEGIN SOLUTION is never closed"),
         ("x = 1\n### END SOLUTION", "line 2: ### END SOLUTION without"),
-        ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "line 2: ### BEGIN SOLUTION inside the block opened on line 1"),
+        (
+            "### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION",
+            "line 2: ### BEGIN SOLUTION inside the block opened on line 1",
+        ),
     ],
 )
 def test_unbalanced_markers_name_the_cell_and_line(source, message):

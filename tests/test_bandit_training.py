@@ -1,4 +1,5 @@
 """Tests for dpo_lab.bandit_training: the tabular policy, every method's loss, fitting, RLHF baseline."""
+
 import math
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 import torch
 
 from dpo_lab import bandit_training as bt
-from dpo_lab import bandits
+from dpo_lab import bandits, preferences
 
 SMALL = bandits.random_bandit(3, 4, rng=7, name="small")
 
@@ -22,10 +23,11 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def prefs():
-    return bandits.sample_preferences(SMALL, 4000, rng=0)
+    return preferences.sample_preferences(SMALL, 4000, rng=0)
 
 
 # --- TabularPolicy --------------------------------------------------------------------------------
+
 
 def test_policy_starts_at_reference():
     policy = bt.TabularPolicy(SMALL.ref_policy)
@@ -53,19 +55,23 @@ def test_token_logps_sum_to_log_policy():
     np.testing.assert_allclose(policy.policy().sum(-1), 1.0, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("ref,vocab,match", [
-    (np.array([0.5, 0.5]), None, "n_contexts, n_actions"),
-    (np.array([[0.5, 0.6]]), None, "sum to 1"),
-    (np.array([[1.0, 0.0]]), None, "> 0"),
-    (np.full((1, 6), 1 / 6), 4, "vocab_size"),
-    (np.full((1, 4), 0.25), 1, "vocab_size"),
-])
+@pytest.mark.parametrize(
+    "ref,vocab,match",
+    [
+        (np.array([0.5, 0.5]), None, "n_contexts, n_actions"),
+        (np.array([[0.5, 0.6]]), None, "sum to 1"),
+        (np.array([[1.0, 0.0]]), None, "> 0"),
+        (np.full((1, 6), 1 / 6), 4, "vocab_size"),
+        (np.full((1, 4), 0.25), 1, "vocab_size"),
+    ],
+)
 def test_policy_bad_reference(ref, vocab, match):
     with pytest.raises(ValueError, match=match):
         bt.TabularPolicy(ref, vocab)
 
 
 # --- method_loss ----------------------------------------------------------------------------------
+
 
 def test_dpo_at_reference_is_log2(prefs):
     loss = bt.method_loss(bt.TabularPolicy(SMALL.ref_policy), prefs, "dpo", beta=0.5)
@@ -82,7 +88,7 @@ def test_method_loss_shapes_and_values(prefs):
     ul = bt.method_loss(policy, prefs, "unlikelihood", alpha=0.5)
     rejected_p = SMALL.ref_policy[prefs.context, prefs.rejected]
     np.testing.assert_allclose(ul.detach().numpy(), -chosen_ref - 0.5 * np.log1p(-rejected_p), rtol=1e-12)
-    rankings = bandits.sample_rankings(SMALL, 10, rng=1, k=3)
+    rankings = preferences.sample_rankings(SMALL, 10, rng=1, k=3)
     pl = bt.method_loss(policy, rankings, "plackett_luce", beta=1.0)
     # at pi = pi_ref every implicit reward is 0: each ranking of 3 has probability 1/3!
     np.testing.assert_allclose(pl.detach().numpy(), np.log(6.0), rtol=1e-12)
@@ -97,15 +103,16 @@ def test_method_loss_bad_inputs(prefs):
     with pytest.raises(ValueError, match="Rankings"):
         bt.method_loss(policy, prefs, "plackett_luce", beta=1.0)
     with pytest.raises(ValueError, match="Preferences"):
-        bt.method_loss(policy, bandits.sample_rankings(SMALL, 5, rng=0, k=2), "dpo", beta=1.0)
+        bt.method_loss(policy, preferences.sample_rankings(SMALL, 5, rng=0, k=2), "dpo", beta=1.0)
 
 
 # --- fit_policy -----------------------------------------------------------------------------------
 
+
 def test_dpo_fit_equals_two_stage_rlhf(prefs):
     """Tabular DPO is the BT maximum-likelihood reward followed by the closed form (DPO Sec. 5)."""
     fit = bt.fit_policy(SMALL.ref_policy, prefs, "dpo", beta=0.5, steps=300)
-    reward = bandits.fit_reward(*prefs, init=np.zeros(SMALL.reward.shape))
+    reward = preferences.fit_reward(*prefs, init=np.zeros(SMALL.reward.shape))
     closed_form = bandits.optimal_policy(reward, SMALL.ref_policy, 0.5)
     # 300 Adam steps on a convex problem with 4000 pairs reach the MLE to ~1e-10 in KL
     assert bt.mean_kl(fit.policy, closed_form, SMALL.context_probs) < 1e-8
@@ -113,7 +120,7 @@ def test_dpo_fit_equals_two_stage_rlhf(prefs):
 
 
 def test_fit_counts_duplicates(prefs):
-    doubled = bandits.Preferences(*(np.concatenate([a, a]) for a in prefs))
+    doubled = preferences.Preferences(*(np.concatenate([a, a]) for a in prefs))
     once = bt.fit_policy(SMALL.ref_policy, prefs, "ipo", beta=1.0, steps=50)
     twice = bt.fit_policy(SMALL.ref_policy, doubled, "ipo", beta=1.0, steps=50)
     np.testing.assert_allclose(once.policy, twice.policy, rtol=0, atol=1e-12)
@@ -127,7 +134,7 @@ def test_odpo_zero_offsets_is_dpo(prefs):
 
 def test_odpo_per_pair_offsets_are_kept_apart():
     """Two identical pairs with different offsets must not be merged into one row."""
-    pair = bandits.Preferences(np.array([0, 0]), np.array([1, 1]), np.array([2, 2]))
+    pair = preferences.Preferences(np.array([0, 0]), np.array([1, 1]), np.array([2, 2]))
     policy = bt.TabularPolicy(SMALL.ref_policy)
     offsets = np.array([0.0, 3.0])
     expected = bt.method_loss(policy, pair, "odpo", beta=1.0, offset=offsets).mean()
@@ -135,10 +142,16 @@ def test_odpo_per_pair_offsets_are_kept_apart():
     assert fit.curve[0] == pytest.approx(expected.item(), rel=1e-12)
 
 
-@pytest.mark.parametrize("method,kwargs", [
-    ("cdpo", {"label_smoothing": 0.1}), ("hinge", {}), ("unweighted", {}),
-    ("unlikelihood", {"alpha": 0.5}), ("preferred_ft", {}),
-])
+@pytest.mark.parametrize(
+    "method,kwargs",
+    [
+        ("cdpo", {"label_smoothing": 0.1}),
+        ("hinge", {}),
+        ("unweighted", {}),
+        ("unlikelihood", {"alpha": 0.5}),
+        ("preferred_ft", {}),
+    ],
+)
 def test_every_method_trains(prefs, method, kwargs):
     beta = None if method in bt.TOKEN_METHODS else 1.0
     fit = bt.fit_policy(SMALL.ref_policy, prefs, method, beta=beta, steps=20, **kwargs)
@@ -147,7 +160,7 @@ def test_every_method_trains(prefs, method, kwargs):
 
 
 def test_plackett_luce_fit_reaches_optimum():
-    rankings = bandits.sample_rankings(SMALL, 20000, rng=2, k=4)
+    rankings = preferences.sample_rankings(SMALL, 20000, rng=2, k=4)
     fit = bt.fit_policy(SMALL.ref_policy, rankings, "plackett_luce", beta=1.0, steps=200)
     target = bandits.optimal_policy(SMALL.reward, SMALL.ref_policy, 1.0)
     # 20k full rankings of 4 actions in 3 contexts: sampling error in KL is ~ (parameters / data) ~ 1e-3
@@ -163,7 +176,7 @@ def test_fit_bad_inputs(prefs):
         bt.fit_policy(SMALL.ref_policy, prefs, "rlhf", beta=1.0)
     with pytest.raises(ValueError, match="offset has shape"):
         bt.fit_policy(SMALL.ref_policy, prefs, "odpo", beta=1.0, offset=np.zeros(3))
-    bad = bandits.Preferences(prefs.context, prefs.chosen + 4, prefs.rejected)
+    bad = preferences.Preferences(prefs.context, prefs.chosen + 4, prefs.rejected)
     with pytest.raises(ValueError, match="data.chosen"):
         bt.fit_policy(SMALL.ref_policy, bad, "dpo", beta=1.0)
     with pytest.raises(ValueError, match="beta"):
@@ -177,6 +190,7 @@ def test_fit_stops_on_non_finite_loss(prefs):
 
 
 # --- two-stage RLHF: the policy-gradient stage ------------------------------------------------------
+
 
 def test_policy_gradient_reaches_closed_form():
     target = bandits.optimal_policy(SMALL.reward, SMALL.ref_policy, 0.5)
@@ -202,6 +216,7 @@ def test_policy_gradient_bad_inputs():
 
 # --- the gradient (DPO appendix A.4) ------------------------------------------------------------------
 
+
 def test_dpo_weight_hand_value():
     np.testing.assert_allclose(bt.dpo_weight(1.0, 0.0), 1 / (1 + math.e), rtol=1e-12)
     np.testing.assert_allclose(bt.dpo_weight([0.0, -3.0], [0.0, 1.0]), [0.5, 1 / (1 + math.exp(-4))], rtol=1e-12)
@@ -218,9 +233,10 @@ def test_dpo_gradient_matches_autograd(prefs):
 
 # --- data helpers -----------------------------------------------------------------------------------
 
+
 def test_rank_by_reward_orders_candidates():
     ranked = bt.rank_by_reward(SMALL, 50, rng=3, k=3)
-    sampled = bandits.sample_rankings(SMALL, 50, rng=3, k=3)
+    sampled = preferences.sample_rankings(SMALL, 50, rng=3, k=3)
     np.testing.assert_array_equal(ranked.context, sampled.context)
     np.testing.assert_array_equal(np.sort(ranked.ranked, 1), np.sort(sampled.ranked, 1))
     scores = SMALL.reward[ranked.context[:, None], ranked.ranked]
@@ -228,7 +244,7 @@ def test_rank_by_reward_orders_candidates():
 
 
 def test_pairs_from_rankings_hand_example():
-    pairs = bt.pairs_from_rankings(bandits.Rankings(np.array([2]), np.array([[3, 0, 1]])))
+    pairs = bt.pairs_from_rankings(preferences.Rankings(np.array([2]), np.array([[3, 0, 1]])))
     assert list(pairs.context) == [2, 2, 2]
     assert sorted(zip(pairs.chosen, pairs.rejected)) == [(0, 1), (3, 0), (3, 1)]
 
@@ -255,5 +271,5 @@ def test_frontier_reward_at():
 
 def test_shared_prefix_bandit():
     b = bt.SHARED_PREFIX
-    assert b.n_contexts == 1 and b.n_actions == bt.SHARED_PREFIX_VOCAB ** 2
+    assert b.n_contexts == 1 and b.n_actions == bt.SHARED_PREFIX_VOCAB**2
     assert b.ref_policy[0, :4].sum() == pytest.approx(0.97) and (b.reward[0, 4:] == -2.0).all()

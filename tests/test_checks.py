@@ -35,7 +35,9 @@ def test_check_function_compares_on_every_case(capsys):
     checks.check_function("double", lambda x: 2 * x, lambda x: x + x, [(np.arange(3.0),), (np.ones(2),)])
     assert "all 2 random cases" in capsys.readouterr().out
     with pytest.raises(AssertionError, match="case 1"):
-        checks.check_function("wrong", lambda x: x if x.size < 3 else 2 * x, lambda x: x, [(np.ones(2),), (np.ones(3),)])
+        checks.check_function(
+            "wrong", lambda x: x if x.size < 3 else 2 * x, lambda x: x, [(np.ones(2),), (np.ones(3),)]
+        )
 
 
 def test_check_function_explains_a_missing_solution():

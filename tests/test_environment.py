@@ -18,8 +18,11 @@ def test_a_failing_probe_is_reported_not_raised(monkeypatch):
     monkeypatch.setattr(environment, "_gpt2_tokenizer", broken)
     rows = environment.check()
     row = next(r for r in rows if r["item"].startswith("GPT-2"))
-    assert row == {"item": "GPT-2 tokenizer (offline)", "ok": False,
-                   "detail": "FileNotFoundError: encoder.json is missing"}
+    assert row == {
+        "item": "GPT-2 tokenizer (offline)",
+        "ok": False,
+        "detail": "FileNotFoundError: encoder.json is missing",
+    }
     table = environment.format_status(rows)
     assert "MISSING GPT-2 tokenizer (offline)" in table
 

@@ -1,14 +1,15 @@
 """KL(pi || pi_ref) estimators (dpo_lab.lm.kl) against the exact KL of tiny models, computed by
 enumerating every response."""
+
 import math
 
 import numpy as np
 import pytest
 import torch
+from lm_support import FOUR_EOS, FOUR_TOKENS, all_responses, one_thread  # noqa: F401 (autouse fixture)
 from transformers import GPT2Config
 
 from dpo_lab.lm import KLEstimate, estimate_kl, load_model, sequence_kl, sequence_logprobs
-from lm_support import FOUR_EOS, FOUR_TOKENS, all_responses, one_thread  # noqa: F401 (autouse fixture)
 
 EOS = FOUR_EOS
 PROMPTS = [[EOS, 1], [2]]
@@ -57,7 +58,11 @@ def test_sampled_estimates_agree_with_enumeration(policy, ref):
     assert est.logratio_se == pytest.approx(est.logratio.std(ddof=1) / math.sqrt(4000))
     summary = est.summary()
     assert summary["kl/exact"] == est.exact_mean and set(summary) == {
-        "kl/logratio", "kl/logratio_se", "kl/exact", "kl/exact_se"}
+        "kl/logratio",
+        "kl/logratio_se",
+        "kl/exact",
+        "kl/exact_se",
+    }
     assert est.samples.prompt_index[:2000] == [0] * 2000
 
 
@@ -87,8 +92,7 @@ def test_a_single_sample_has_no_standard_error(policy, ref):
 
 
 def test_bad_inputs_are_refused(policy, ref):
-    other = load_model(GPT2Config(vocab_size=5, n_layer=1, n_embd=8, n_head=2, n_positions=8,
-                                  eos_token_id=EOS), seed=0)
+    other = load_model(GPT2Config(vocab_size=5, n_layer=1, n_embd=8, n_head=2, n_positions=8, eos_token_id=EOS), seed=0)
     with pytest.raises(ValueError, match="policy has a vocabulary of 4 tokens but ref has 5"):
         sequence_kl(policy, other, [[1]], [[2]])
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):

@@ -1,14 +1,25 @@
 """Exact sequence log-probs (dpo_lab.lm.logprobs): agreement with a naive loop, invariance to
 batching and padding, EOS handling, per-token output and every bad input."""
+
 import random
 
 import pytest
 import torch
+from lm_support import EOS, TINY, naive_token_logps, one_thread  # noqa: F401 (autouse fixture)
 
 from dpo_lab.lm import TokenLogprobs, load_model, sequence_logprobs
-from dpo_lab.lm.logprobs import (as_id_lists, context_length, eos_id_of, pack_pairs, packing_capacity,
-                                 per_sequence, prepare_pairs, response_logits, token_logprobs, vocab_size)
-from lm_support import EOS, TINY, naive_token_logps, one_thread  # noqa: F401 (autouse fixture)
+from dpo_lab.lm.logprobs import (
+    as_id_lists,
+    context_length,
+    eos_id_of,
+    pack_pairs,
+    packing_capacity,
+    per_sequence,
+    prepare_pairs,
+    response_logits,
+    token_logprobs,
+    vocab_size,
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +45,7 @@ def naive(model, prompt, response):
 def test_matches_a_naive_one_sequence_loop(model, pairs):
     prompts, responses = pairs
     got = sequence_logprobs(model, prompts, responses)
-    expected = torch.stack([naive(model, p, r + [EOS]).sum()
-                            for p, r in zip(prompts, responses)])
+    expected = torch.stack([naive(model, p, r + [EOS]).sum() for p, r in zip(prompts, responses)])
     assert got.shape == (12,) and got.dtype == torch.float32
     torch.testing.assert_close(got.double(), expected, rtol=1e-6, atol=1e-4)
 
@@ -128,22 +138,30 @@ def test_model_mode_is_restored_and_no_graph_is_built(model, pairs):
         model.eval()
 
 
-@pytest.mark.parametrize("prompts, responses, kwargs, match", [
-    ([[1], [2]], [[3]], {}, "prompt_ids has 2 entries but response_ids has 1"),
-    ([], [], {}, "prompt_ids is empty"),
-    ([[1], []], [[3], [4]], {}, r"prompt_ids\[1\] is empty"),
-    ([[1]], [[]], {}, r"response_ids\[0\] is empty"),
-    ([[1, 300]], [[3]], {}, r"prompt_ids\[0\] holds token id 300 outside the vocabulary \[0, 300\)"),
-    ([[1]], [[-1]], {}, r"response_ids\[0\] holds token id -1"),
-    ([[1]], [[3, EOS]], {}, r"response_ids\[0\] already ends with EOS"),
-    ([[1]], [[3] * 63], {}, r"pair 0: prompt \(1 tokens\) \+ response \(64 tokens, EOS included\) = 65 > "
-                            r"the model's context of 64"),
-    ([[1] * 10], [[3] * 55], {"add_eos": False}, r"pair 0: .* = 65 > the model's context"),
-    (["a prompt"], [[3]], {}, r"prompt_ids\[0\] must be a list of token ids, got str"),
-    ([[1.5]], [[3]], {}, r"prompt_ids\[0\] must hold integer token ids"),
-    ([[1]], [[3]], {"batch_size": 0}, "batch_size must be a positive integer"),
-    ([[1]], [[3]], {"eos_id": 300}, "eos_id must be a token id below the vocabulary size 300"),
-])
+@pytest.mark.parametrize(
+    "prompts, responses, kwargs, match",
+    [
+        ([[1], [2]], [[3]], {}, "prompt_ids has 2 entries but response_ids has 1"),
+        ([], [], {}, "prompt_ids is empty"),
+        ([[1], []], [[3], [4]], {}, r"prompt_ids\[1\] is empty"),
+        ([[1]], [[]], {}, r"response_ids\[0\] is empty"),
+        ([[1, 300]], [[3]], {}, r"prompt_ids\[0\] holds token id 300 outside the vocabulary \[0, 300\)"),
+        ([[1]], [[-1]], {}, r"response_ids\[0\] holds token id -1"),
+        ([[1]], [[3, EOS]], {}, r"response_ids\[0\] already ends with EOS"),
+        (
+            [[1]],
+            [[3] * 63],
+            {},
+            r"pair 0: prompt \(1 tokens\) \+ response \(64 tokens, EOS included\) = 65 > "
+            r"the model's context of 64",
+        ),
+        ([[1] * 10], [[3] * 55], {"add_eos": False}, r"pair 0: .* = 65 > the model's context"),
+        (["a prompt"], [[3]], {}, r"prompt_ids\[0\] must be a list of token ids, got str"),
+        ([[1.5]], [[3]], {}, r"prompt_ids\[0\] must hold integer token ids"),
+        ([[1]], [[3]], {"batch_size": 0}, "batch_size must be a positive integer"),
+        ([[1]], [[3]], {"eos_id": 300}, "eos_id must be a token id below the vocabulary size 300"),
+    ],
+)
 def test_bad_inputs_are_refused(model, prompts, responses, kwargs, match):
     with pytest.raises(ValueError, match=match):
         sequence_logprobs(model, prompts, responses, **kwargs)
@@ -190,8 +208,9 @@ class _Mixer(torch.nn.Module):
         x = self.embed(input_ids)
         if self.keeps_apart:
             segment = (position_ids == 0).cumsum(1)
-            x = torch.stack([(x * (segment == s)[..., None]).cumsum(1) * (segment == s)[..., None]
-                             for s in segment.unique()]).sum(0)
+            x = torch.stack(
+                [(x * (segment == s)[..., None]).cumsum(1) * (segment == s)[..., None] for s in segment.unique()]
+            ).sum(0)
         else:
             x = x.cumsum(1)
         return type("Out", (), {"last_hidden_state": x})()

@@ -1,12 +1,12 @@
 """Model building, saving and loading, and the precision policy (dpo_lab.lm.model)."""
+
 import pytest
 import torch
+from lm_support import TINY
 
 from dpo_lab import config
 from dpo_lab.lm import gpt2_config, load_model, load_tokenizer, save_model
 from dpo_lab.lm.model import autocast, head_logits, model_device, torch_threads
-from lm_support import TINY
-
 
 
 def test_seeded_initialisation_is_reproducible_and_leaves_the_global_rng_alone():
@@ -42,19 +42,44 @@ def test_save_and_load_round_trip(tmp_path):
     assert not (tmp_path / "weights_only" / "tokenizer.json").exists()
 
 
-def test_gpt2_config_takes_sizes_from_the_profile_and_ids_from_the_tokenizer():
-    smoke = config.get_profile("smoke")
+def test_gpt2_config_takes_sizes_from_its_arguments_and_ids_from_the_tokenizer(monkeypatch):
     tokenizer = type("Tok", (), {"eos_token_id": 41, "__len__": lambda self: 42})()
-    cfg = gpt2_config(tokenizer, smoke)
+    # the engine reads no profile: the active profile must not change what it builds
+    monkeypatch.setenv(config.ENV_VAR, "gpu")
+    cfg = gpt2_config(tokenizer, n_layer=3, n_embd=24, n_head=2, n_positions=16)
     assert (cfg.vocab_size, cfg.eos_token_id, cfg.bos_token_id) == (42, 41, 41)
+    assert (cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_positions) == (3, 24, 2, 16)
+    smoke = config.get_profile("smoke")
+    cfg = gpt2_config(tokenizer, **smoke.model_sizes)
     assert (cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_positions) == (
-        smoke.n_layer, smoke.n_embd, smoke.n_head, smoke.n_positions)
+        smoke.n_layer,
+        smoke.n_embd,
+        smoke.n_head,
+        smoke.n_positions,
+    )
 
 
 def test_gpt2_config_refuses_a_tokenizer_without_eos():
     tokenizer = type("Tok", (), {"eos_token_id": None, "__len__": lambda self: 10})()
     with pytest.raises(ValueError, match="no EOS"):
-        gpt2_config(tokenizer)
+        gpt2_config(tokenizer, 2, 32, 2, 64)
+
+
+@pytest.mark.parametrize(
+    "sizes, name",
+    [
+        ({"n_layer": 0}, "n_layer"),
+        ({"n_embd": 2.5}, "n_embd"),
+        ({"n_head": True}, "n_head"),
+        ({"n_positions": 1}, "n_positions"),
+        ({"n_embd": 30, "n_head": 4}, "n_embd"),
+        ({"n_layer": "2"}, "n_layer"),
+    ],
+)
+def test_gpt2_config_refuses_bad_sizes(sizes, name):
+    tokenizer = type("Tok", (), {"eos_token_id": 1, "__len__": lambda self: 10})()
+    with pytest.raises(ValueError, match=name):
+        gpt2_config(tokenizer, **{"n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 64, **sizes})
 
 
 @pytest.mark.parametrize("bad", [42, "", None, {"n_layer": 2}])

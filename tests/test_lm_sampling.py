@@ -1,13 +1,13 @@
 """Ancestral sampling (dpo_lab.lm.sampling): left padding, EOS, reproducibility, the sampled
 distribution against exact enumeration, truncation options and bad inputs."""
+
 import pytest
 import torch
+from lm_support import EOS, FOUR_EOS, FOUR_TOKENS, TINY, all_responses, one_thread  # noqa: F401 (autouse fixture)
 from transformers import GPT2Config
 
 from dpo_lab.lm import Samples, load_model, load_tokenizer, sample, sequence_logprobs
 from dpo_lab.lm.sampling import _next_tokens
-from lm_support import (EOS, FOUR_EOS, FOUR_TOKENS, TINY, all_responses,  # noqa: F401 (autouse fixture)
-                        one_thread)
 
 PROMPTS = [[1, 2, 3, 4, 5, 6, 7], [8], [9, 10, 11]]
 
@@ -96,21 +96,24 @@ def test_strings_are_tokenized_and_texts_decoded():
         assert len(response) <= 6
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"prompts": []}, "prompts is empty"),
-    ({"prompts": "a string"}, "got a single string"),
-    ({"prompts": ["text"]}, "tokenizer is None"),
-    ({"prompts": [[1], []]}, r"prompts\[1\] is empty"),
-    ({"prompts": [[1, 300]]}, r"prompts\[0\] holds a token id outside the vocabulary"),
-    ({"prompts": [[1] * 60], "max_new_tokens": 5}, r"prompts\[0\] has 60 tokens; with max_new_tokens=5"),
-    ({"num_samples": 0}, "num_samples must be an integer >= 1"),
-    ({"max_new_tokens": 0}, "max_new_tokens must be an integer >= 1"),
-    ({"seed": 1.5}, "seed must be an integer"),
-    ({"temperature": -1.0}, "temperature must be a finite number >= 0"),
-    ({"top_k": -1}, "top_k must be an integer >= 0"),
-    ({"top_p": 0.0}, r"top_p must lie in \(0, 1\]"),
-    ({"batch_size": 0}, "batch_size must be an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"prompts": []}, "prompts is empty"),
+        ({"prompts": "a string"}, "got a single string"),
+        ({"prompts": ["text"]}, "tokenizer is None"),
+        ({"prompts": [[1], []]}, r"prompts\[1\] is empty"),
+        ({"prompts": [[1, 300]]}, r"prompts\[0\] holds a token id outside the vocabulary"),
+        ({"prompts": [[1] * 60], "max_new_tokens": 5}, r"prompts\[0\] has 60 tokens; with max_new_tokens=5"),
+        ({"num_samples": 0}, "num_samples must be an integer >= 1"),
+        ({"max_new_tokens": 0}, "max_new_tokens must be an integer >= 1"),
+        ({"seed": 1.5}, "seed must be an integer"),
+        ({"temperature": -1.0}, "temperature must be a finite number >= 0"),
+        ({"top_k": -1}, "top_k must be an integer >= 0"),
+        ({"top_p": 0.0}, r"top_p must lie in \(0, 1\]"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+    ],
+)
 def test_bad_inputs_are_refused(model, kwargs, match):
     args = {"prompts": [[1]], "num_samples": 1, "max_new_tokens": 3, "seed": 0, **kwargs}
     with pytest.raises(ValueError, match=match):

@@ -1,4 +1,5 @@
 """Tokenizers: the offline GPT-2 BPE and saved tokenizer folders (dpo_lab.lm.tokenizer)."""
+
 import pytest
 
 from dpo_lab.lm import load_tokenizer
@@ -34,9 +35,12 @@ def _small_bpe(eos_token):
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     specials = [eos_token] if eos_token else []
-    bpe.train_from_iterator(["this movie was great", "this film was awful"] * 20,
-                            trainers.BpeTrainer(vocab_size=300, special_tokens=specials,
-                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    bpe.train_from_iterator(
+        ["this movie was great", "this film was awful"] * 20,
+        trainers.BpeTrainer(
+            vocab_size=300, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
     return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=eos_token)
 
 

@@ -1,6 +1,7 @@
 """The shared SFT / preference trainer (dpo_lab.lm.train): a DPO step against a hand-written
 reference, every loss wired correctly, gradient accumulation, schedules, evaluation, reuse of
 finished runs, resume after a kill, non-finite losses and bad inputs."""
+
 import math
 import os
 import random
@@ -14,11 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from lm_support import EOS, TINY, naive_token_logps, one_thread  # noqa: F401 (autouse fixture)
 
 from dpo_lab import losses, runs
 from dpo_lab.lm import load_model, load_tokenizer, sequence_logprobs, train_preferences, train_sft
 from dpo_lab.lm.train import batch_indices, learning_rate
-from lm_support import EOS, TINY, naive_token_logps, one_thread  # noqa: F401 (autouse fixture)
 
 
 def make_problem(n_pairs=12, seed=0):
@@ -28,8 +29,7 @@ def make_problem(n_pairs=12, seed=0):
     def ids(low, high):
         return [rng.randrange(EOS) for _ in range(rng.randint(low, high))]
 
-    pairs = [{"prompt_ids": ids(1, 4), "chosen_ids": ids(1, 9), "rejected_ids": ids(1, 9)}
-             for _ in range(n_pairs)]
+    pairs = [{"prompt_ids": ids(1, 4), "chosen_ids": ids(1, 9), "rejected_ids": ids(1, 9)} for _ in range(n_pairs)]
     return load_model(TINY, seed=1), load_model(TINY, seed=2), pairs
 
 
@@ -50,8 +50,20 @@ def without_time(records):
 def test_one_dpo_step_matches_a_hand_written_reference(tmp_path, optimizer):
     policy, ref, pairs = make_problem(8)
     beta, lr = 0.5, 1e-2
-    out = train_preferences(policy, ref, pairs, beta=beta, steps=1, batch_size=8, micro_batch_size=3, lr=lr,
-                            optimizer=optimizer, max_grad_norm=0.5, run_root=tmp_path, progress=False)
+    out = train_preferences(
+        policy,
+        ref,
+        pairs,
+        beta=beta,
+        steps=1,
+        batch_size=8,
+        micro_batch_size=3,
+        lr=lr,
+        optimizer=optimizer,
+        max_grad_norm=0.5,
+        run_root=tmp_path,
+        progress=False,
+    )
 
     hand = load_model(TINY, seed=1)
 
@@ -72,7 +84,8 @@ def test_one_dpo_step_matches_a_hand_written_reference(tmp_path, optimizer):
     assert record["loss"] == pytest.approx(loss.item(), abs=1e-6)
     assert record["rewards/chosen"] == pytest.approx(beta * (pol_c - ref_c).mean().item(), abs=1e-5)
     assert record["rewards/margins"] == pytest.approx(
-        beta * ((pol_c - ref_c) - (pol_r - ref_r)).mean().item(), abs=1e-5)
+        beta * ((pol_c - ref_c) - (pol_r - ref_r)).mean().item(), abs=1e-5
+    )
     # On the first step Adam moves each weight by about lr * g / (|g| + eps) and RMSprop by about
     # 10 lr * g / (|g| + 10 eps): entries with |g| near eps (1e-8) turn float rounding into visible
     # differences. Allow 1% of the largest move.
@@ -84,8 +97,9 @@ def test_one_dpo_step_matches_a_hand_written_reference(tmp_path, optimizer):
 
 def test_policy_equal_to_ref_starts_at_log_2(tmp_path):
     _, ref, pairs = make_problem()
-    out = train_preferences(load_model(TINY, seed=2), ref, pairs, steps=1, batch_size=4, lr=1e-3,
-                            run_root=tmp_path, progress=False)
+    out = train_preferences(
+        load_model(TINY, seed=2), ref, pairs, steps=1, batch_size=4, lr=1e-3, run_root=tmp_path, progress=False
+    )
     first = out.metrics[0]
     assert first["loss"] == pytest.approx(math.log(2), abs=1e-6)
     assert first["rewards/margins"] == 0 and first["rewards/accuracies"] == 0
@@ -101,23 +115,47 @@ def step_one_expected_loss(policy, ref, pairs, indices, loss, loss_kwargs, beta)
     if loss == "preferred_ft":
         return losses.preferred_ft_loss(pol_c.token_logps, pol_c.mask).mean().item()
     if loss == "unlikelihood":
-        return losses.unlikelihood_loss(pol_c.token_logps, pol_c.mask, pol_r.token_logps, pol_r.mask,
-                                        **loss_kwargs).mean().item()
+        return (
+            losses.unlikelihood_loss(pol_c.token_logps, pol_c.mask, pol_r.token_logps, pol_r.mask, **loss_kwargs)
+            .mean()
+            .item()
+        )
     extra = {"offset": torch.tensor([pairs[i]["offset"] for i in indices])} if loss == "odpo" else {}
-    return losses.PAIRWISE_LOSSES[loss](pol_c.logps, pol_r.logps, ref_c, ref_r, beta, **loss_kwargs,
-                                        **extra).mean().item()
+    return (
+        losses.PAIRWISE_LOSSES[loss](pol_c.logps, pol_r.logps, ref_c, ref_r, beta, **loss_kwargs, **extra).mean().item()
+    )
 
 
-@pytest.mark.parametrize("loss, loss_kwargs", [
-    ("dpo", {}), ("cdpo", {"label_smoothing": 0.2}), ("ipo", {}), ("hinge", {}), ("odpo", {}),
-    ("preferred_ft", {}), ("unlikelihood", {"alpha": 0.5}),
-])
+@pytest.mark.parametrize(
+    "loss, loss_kwargs",
+    [
+        ("dpo", {}),
+        ("cdpo", {"label_smoothing": 0.2}),
+        ("ipo", {}),
+        ("hinge", {}),
+        ("odpo", {}),
+        ("preferred_ft", {}),
+        ("unlikelihood", {"alpha": 0.5}),
+    ],
+)
 def test_every_loss_is_wired_to_the_right_inputs(tmp_path, loss, loss_kwargs):
     policy, ref, pairs = make_problem()
     if loss == "odpo":
         pairs = [{**p, "offset": 0.1 * i} for i, p in enumerate(pairs)]
-    out = train_preferences(policy, ref, pairs, loss=loss, loss_kwargs=loss_kwargs, beta=0.3, steps=2,
-                            batch_size=5, micro_batch_size=2, lr=1e-3, run_root=tmp_path, progress=False)
+    out = train_preferences(
+        policy,
+        ref,
+        pairs,
+        loss=loss,
+        loss_kwargs=loss_kwargs,
+        beta=0.3,
+        steps=2,
+        batch_size=5,
+        micro_batch_size=2,
+        lr=1e-3,
+        run_root=tmp_path,
+        progress=False,
+    )
     expected = step_one_expected_loss(policy, ref, pairs, batch_indices(12, 5, 0, 0), loss, loss_kwargs, 0.3)
     records = out.metrics
     assert [r["step"] for r in records] == [1, 2]
@@ -127,10 +165,12 @@ def test_every_loss_is_wired_to_the_right_inputs(tmp_path, loss, loss_kwargs):
 
 def test_gradient_accumulation_gives_the_same_model(tmp_path):
     policy, ref, pairs = make_problem()
-    one = train_preferences(policy, ref, pairs, steps=2, batch_size=6, micro_batch_size=1, lr=1e-2,
-                            run_root=tmp_path / "a", progress=False)
-    all_ = train_preferences(policy, ref, pairs, steps=2, batch_size=6, lr=1e-2, run_root=tmp_path / "b",
-                             progress=False)
+    one = train_preferences(
+        policy, ref, pairs, steps=2, batch_size=6, micro_batch_size=1, lr=1e-2, run_root=tmp_path / "a", progress=False
+    )
+    all_ = train_preferences(
+        policy, ref, pairs, steps=2, batch_size=6, lr=1e-2, run_root=tmp_path / "b", progress=False
+    )
     assert_same_params(one.policy, all_.policy, atol=1e-2 * 1e-2)  # 1% of Adam's move (see above)
     assert one.metrics[1]["loss"] == pytest.approx(all_.metrics[1]["loss"], abs=1e-6)
 
@@ -159,8 +199,10 @@ def test_columns_and_records_are_the_same_data(tmp_path):
     policy, ref, pairs = make_problem()
     columns = {k: [p[k] for p in pairs] for k in pairs[0]}
     kwargs = dict(steps=1, batch_size=4, lr=1e-3, run_root=tmp_path, progress=False)
-    assert train_preferences(policy, ref, pairs, **kwargs).run.path == train_preferences(
-        policy, ref, columns, **kwargs).run.path
+    assert (
+        train_preferences(policy, ref, pairs, **kwargs).run.path
+        == train_preferences(policy, ref, columns, **kwargs).run.path
+    )
 
 
 def test_a_finished_run_returns_its_saved_model_without_training(tmp_path):
@@ -183,8 +225,9 @@ def test_a_finished_run_returns_its_saved_model_without_training(tmp_path):
 def test_sft_minimises_the_mean_token_nll(tmp_path):
     policy, _, pairs = make_problem()
     sequences = [p["prompt_ids"] + p["chosen_ids"] for p in pairs]
-    out = train_sft(policy, sequences, steps=8, batch_size=12, micro_batch_size=5, lr=1e-2,
-                    run_root=tmp_path, progress=False)
+    out = train_sft(
+        policy, sequences, steps=8, batch_size=12, micro_batch_size=5, lr=1e-2, run_root=tmp_path, progress=False
+    )
     logps = sequence_logprobs(policy, [s[:1] for s in sequences], [s[1:] for s in sequences], add_eos=False)
     n_tokens = sum(len(s) - 1 for s in sequences)
     records = out.metrics
@@ -204,8 +247,9 @@ def test_learning_rate_warmup_and_schedules():
 
 def test_warmup_is_what_the_optimiser_used(tmp_path):
     policy, ref, pairs = make_problem()
-    out = train_preferences(policy, ref, pairs, steps=3, batch_size=2, lr=3e-3, warmup_steps=2,
-                            run_root=tmp_path, progress=False)
+    out = train_preferences(
+        policy, ref, pairs, steps=3, batch_size=2, lr=3e-3, warmup_steps=2, run_root=tmp_path, progress=False
+    )
     assert [r["lr"] for r in out.metrics] == pytest.approx([1.5e-3, 3e-3, 3e-3])
 
 
@@ -225,16 +269,35 @@ def test_eval_callback_every_n_steps_and_at_the_end(tmp_path):
         seen.append((step, model.training))
         return {"probe": float(model.lm_head.weight.sum())}
 
-    out = train_preferences(policy, ref, pairs, steps=5, batch_size=2, lr=1e-3, eval_fn=eval_fn, eval_every=2,
-                            run_root=tmp_path, progress=False)
+    out = train_preferences(
+        policy,
+        ref,
+        pairs,
+        steps=5,
+        batch_size=2,
+        lr=1e-3,
+        eval_fn=eval_fn,
+        eval_every=2,
+        run_root=tmp_path,
+        progress=False,
+    )
     assert seen == [(2, False), (4, False), (5, False)]
     evals = [r for r in out.metrics if r["split"] == "eval"]
     assert [r["step"] for r in evals] == [2, 4, 5]
     assert out.result["final_eval"] == {"probe": evals[-1]["probe"]}
     assert out.result["final_eval"]["probe"] == pytest.approx(float(out.policy.lm_head.weight.detach().sum()))
     with pytest.raises(ValueError, match="eval_fn must return a dict of numbers, got float"):
-        train_preferences(policy, ref, pairs, steps=1, batch_size=2, lr=1e-3, eval_fn=lambda m, s: 0.5,
-                          run_root=tmp_path, progress=False)
+        train_preferences(
+            policy,
+            ref,
+            pairs,
+            steps=1,
+            batch_size=2,
+            lr=1e-3,
+            eval_fn=lambda m, s: 0.5,
+            run_root=tmp_path,
+            progress=False,
+        )
 
 
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint(tmp_path):
@@ -246,8 +309,19 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint(tmp_path
         return {}
 
     with pytest.raises(FloatingPointError, match="non-finite policy log-probs at step 4.*last checkpoint"):
-        train_preferences(policy, ref, pairs, steps=6, batch_size=4, lr=1e-3, eval_fn=blow_up, eval_every=1,
-                          checkpoint_every=2, run_root=tmp_path, progress=False)
+        train_preferences(
+            policy,
+            ref,
+            pairs,
+            steps=6,
+            batch_size=4,
+            lr=1e-3,
+            eval_fn=blow_up,
+            eval_every=1,
+            checkpoint_every=2,
+            run_root=tmp_path,
+            progress=False,
+        )
     (run,) = runs.list_runs("pref", root=tmp_path)
     assert not run.finished
     step, state = run.resume()
@@ -279,16 +353,14 @@ def probe(model, step):
 
 def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     policy, ref, pairs = make_problem()
-    kwargs = dict(steps=10, batch_size=4, lr=1e-2, eval_fn=probe, eval_every=1, checkpoint_every=2,
-                  progress=False)
+    kwargs = dict(steps=10, batch_size=4, lr=1e-2, eval_fn=probe, eval_every=1, checkpoint_every=2, progress=False)
     clean = train_preferences(policy, ref, pairs, run_root=tmp_path / "clean", **kwargs)
 
     killed_root = tmp_path / "killed"
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, str(script), str(killed_root), str(Path(__file__).parent)],
-                            env=env)
+    proc = subprocess.Popen([sys.executable, str(script), str(killed_root), str(Path(__file__).parent)], env=env)
     deadline, reached = time.time() + 120, False
     while time.time() < deadline and proc.poll() is None and not reached:
         found = list(killed_root.glob("pref-*/metrics.jsonl"))
@@ -318,28 +390,31 @@ def test_reference_that_is_the_policy_is_refused(tmp_path):
         train_preferences(policy, sharing, pairs, steps=1, batch_size=2, lr=1e-3, run_root=tmp_path)
 
 
-@pytest.mark.parametrize("change, match", [
-    ({"steps": 0}, "steps must be an integer >= 1"),
-    ({"batch_size": 0}, "batch_size must be an integer >= 1"),
-    ({"micro_batch_size": 0}, "micro_batch_size must be an integer >= 1"),
-    ({"lr": -1.0}, "lr must be a finite number > 0"),
-    ({"lr": math.nan}, "lr must be a finite number > 0"),
-    ({"max_grad_norm": 0.0}, "max_grad_norm must be a finite number > 0"),
-    ({"weight_decay": -0.1}, "weight_decay must be a finite number >= 0"),
-    ({"warmup_steps": -1}, "warmup_steps must be an integer >= 0"),
-    ({"optimizer": "sgd"}, "optimizer must be one of"),
-    ({"lr_schedule": "linear"}, "lr_schedule must be one of"),
-    ({"eval_every": 2}, "eval_every is set but eval_fn is None"),
-    ({"eval_fn": 3}, "eval_fn must be callable"),
-    ({"checkpoint_every": 0}, "checkpoint_every must be an integer >= 1"),
-    ({"run_tag": "cpu"}, "run_tag must be a JSON-able dict"),
-    ({"loss": "kto"}, "loss must be one of"),
-    ({"beta": 0.0}, "beta must be a finite number > 0"),
-    ({"loss": "unlikelihood"}, r"loss_kwargs \{\} do not fit loss 'unlikelihood'"),
-    ({"loss": "cdpo", "loss_kwargs": {"label_smooth": 0.1}}, "do not fit loss 'cdpo'"),
-    ({"loss_kwargs": {"beta": 0.1}}, "loss_kwargs must not hold beta"),
-    ({"loss": "odpo"}, "loss='odpo' needs an 'offset' for every pair"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"steps": 0}, "steps must be an integer >= 1"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+        ({"micro_batch_size": 0}, "micro_batch_size must be an integer >= 1"),
+        ({"lr": -1.0}, "lr must be a finite number > 0"),
+        ({"lr": math.nan}, "lr must be a finite number > 0"),
+        ({"max_grad_norm": 0.0}, "max_grad_norm must be a finite number > 0"),
+        ({"weight_decay": -0.1}, "weight_decay must be a finite number >= 0"),
+        ({"warmup_steps": -1}, "warmup_steps must be an integer >= 0"),
+        ({"optimizer": "sgd"}, "optimizer must be one of"),
+        ({"lr_schedule": "linear"}, "lr_schedule must be one of"),
+        ({"eval_every": 2}, "eval_every is set but eval_fn is None"),
+        ({"eval_fn": 3}, "eval_fn must be callable"),
+        ({"checkpoint_every": 0}, "checkpoint_every must be an integer >= 1"),
+        ({"run_tag": "cpu"}, "run_tag must be a JSON-able dict"),
+        ({"loss": "kto"}, "loss must be one of"),
+        ({"beta": 0.0}, "beta must be a finite number > 0"),
+        ({"loss": "unlikelihood"}, r"loss_kwargs \{\} do not fit loss 'unlikelihood'"),
+        ({"loss": "cdpo", "loss_kwargs": {"label_smooth": 0.1}}, "do not fit loss 'cdpo'"),
+        ({"loss_kwargs": {"beta": 0.1}}, "loss_kwargs must not hold beta"),
+        ({"loss": "odpo"}, "loss='odpo' needs an 'offset' for every pair"),
+    ],
+)
 def test_bad_trainer_arguments_are_refused(tmp_path, change, match):
     policy, ref, pairs = make_problem()
     kwargs = {"steps": 1, "batch_size": 2, "lr": 1e-3, "run_root": tmp_path, **change}
@@ -347,16 +422,19 @@ def test_bad_trainer_arguments_are_refused(tmp_path, change, match):
         train_preferences(policy, ref, pairs, **kwargs)
 
 
-@pytest.mark.parametrize("pairs, match", [
-    ([], "pairs is empty"),
-    ("pairs", "pairs must be a list of dicts or a dict of lists"),
-    ([{"prompt_ids": [1], "chosen_ids": [2]}], "pairs lack 'rejected_ids'"),
-    ([{"prompt_ids": [1], "chosen_ids": [2], "rejected_ids": [3], "score": 1.0}], "unknown key 'score'"),
-    ({"prompt_ids": [[1], [2]], "chosen_ids": [[2]], "rejected_ids": [[3]]}, "columns differ in length"),
-    ([{"prompt_ids": [1], "chosen_ids": [2], "rejected_ids": [3], "offset": 0.5}], "ignores them"),
-    ([{"prompt_ids": [1], "chosen_ids": [], "rejected_ids": [3]}], r"response_ids\[0\] is empty"),
-    ([{"prompt_ids": [1], "chosen_ids": [2], "rejected_ids": [300]}], "outside the vocabulary"),
-])
+@pytest.mark.parametrize(
+    "pairs, match",
+    [
+        ([], "pairs is empty"),
+        ("pairs", "pairs must be a list of dicts or a dict of lists"),
+        ([{"prompt_ids": [1], "chosen_ids": [2]}], "pairs lack 'rejected_ids'"),
+        ([{"prompt_ids": [1], "chosen_ids": [2], "rejected_ids": [3], "score": 1.0}], "unknown key 'score'"),
+        ({"prompt_ids": [[1], [2]], "chosen_ids": [[2]], "rejected_ids": [[3]]}, "columns differ in length"),
+        ([{"prompt_ids": [1], "chosen_ids": [2], "rejected_ids": [3], "offset": 0.5}], "ignores them"),
+        ([{"prompt_ids": [1], "chosen_ids": [], "rejected_ids": [3]}], r"response_ids\[0\] is empty"),
+        ([{"prompt_ids": [1], "chosen_ids": [2], "rejected_ids": [300]}], "outside the vocabulary"),
+    ],
+)
 def test_bad_preference_data_is_refused(tmp_path, pairs, match):
     policy, ref, _ = make_problem()
     with pytest.raises(ValueError, match=match):
@@ -370,14 +448,17 @@ def test_bad_odpo_offsets_are_refused(tmp_path):
         train_preferences(policy, ref, pairs, loss="odpo", steps=1, batch_size=2, lr=1e-3, run_root=tmp_path)
 
 
-@pytest.mark.parametrize("sequences, match", [
-    ([], "sequences is empty"),
-    ("abc", "sequences must be a list of token-id lists, got str"),
-    ([torch.tensor([1, 2]), "ab"], r"sequences\[1\] must be a list of token ids, got str"),
-    ([[1, 2], [3]], r"sequences\[1\] has fewer than 2 tokens"),
-    ([[1, 2, 300]], "outside the vocabulary"),
-    ([[1] * 65], r"pair 0: .* > the model's context of 64"),
-])
+@pytest.mark.parametrize(
+    "sequences, match",
+    [
+        ([], "sequences is empty"),
+        ("abc", "sequences must be a list of token-id lists, got str"),
+        ([torch.tensor([1, 2]), "ab"], r"sequences\[1\] must be a list of token ids, got str"),
+        ([[1, 2], [3]], r"sequences\[1\] has fewer than 2 tokens"),
+        ([[1, 2, 300]], "outside the vocabulary"),
+        ([[1] * 65], r"pair 0: .* > the model's context of 64"),
+    ],
+)
 def test_bad_sft_data_is_refused(tmp_path, sequences, match):
     with pytest.raises(ValueError, match=match):
         train_sft(load_model(TINY, seed=0), sequences, steps=1, batch_size=2, lr=1e-3, run_root=tmp_path)

@@ -1,12 +1,23 @@
 """Tests for dpo_lab.losses: hand-computed values, special cases, gradients, stability, bad inputs."""
+
 import math
 
 import pytest
 import torch
 
-from dpo_lab.losses import (PAIRWISE_LOSSES, dpo_loss, hinge_loss, ipo_loss, odpo_loss, odpo_offset,
-                            plackett_luce_dpo_loss, preference_metrics, preferred_ft_loss,
-                            unlikelihood_loss, unweighted_loss)
+from dpo_lab.losses import (
+    PAIRWISE_LOSSES,
+    dpo_loss,
+    hinge_loss,
+    ipo_loss,
+    odpo_loss,
+    odpo_offset,
+    plackett_luce_dpo_loss,
+    preference_metrics,
+    preferred_ft_loss,
+    unlikelihood_loss,
+    unweighted_loss,
+)
 
 PAIRWISE = [dpo_loss, ipo_loss, hinge_loss, unweighted_loss]
 ARG_NAMES = ["policy_chosen_logps", "policy_rejected_logps", "ref_chosen_logps", "ref_rejected_logps"]
@@ -19,8 +30,9 @@ def pair(dtype=torch.float64):
 
 def random_pairs(batch=5, seed=0, requires_grad=False):
     gen = torch.Generator().manual_seed(seed)
-    return [(-5 * torch.rand(batch, generator=gen, dtype=torch.float64)).requires_grad_(requires_grad)
-            for _ in range(4)]
+    return [
+        (-5 * torch.rand(batch, generator=gen, dtype=torch.float64)).requires_grad_(requires_grad) for _ in range(4)
+    ]
 
 
 def log_sigmoid(z):
@@ -28,6 +40,7 @@ def log_sigmoid(z):
 
 
 # --- hand-computed values ------------------------------------------------------------------------
+
 
 def test_dpo_hand_value():
     # beta * h = 0.5 * 1 = 0.5
@@ -75,8 +88,9 @@ def test_odpo_hand_value():
 def test_odpo_per_pair_offset():
     logps = random_pairs(batch=3)
     offset = torch.tensor([0.0, 1.0, -2.0], dtype=torch.float64)
-    expected = torch.stack([odpo_loss(*[x[i:i + 1] for x in logps], beta=0.7, offset=float(offset[i]))[0]
-                            for i in range(3)])
+    expected = torch.stack(
+        [odpo_loss(*[x[i : i + 1] for x in logps], beta=0.7, offset=float(offset[i]))[0] for i in range(3)]
+    )
     torch.testing.assert_close(odpo_loss(*logps, beta=0.7, offset=offset), expected)
 
 
@@ -121,8 +135,9 @@ def test_unlikelihood_alpha_zero_is_preferred_ft():
     chosen = torch.log(torch.tensor([[0.2, 0.7]]))
     rejected = torch.log(torch.tensor([[0.6]]))
     mask = torch.ones_like(chosen, dtype=torch.bool)
-    torch.testing.assert_close(unlikelihood_loss(chosen, mask, rejected, torch.ones_like(rejected), 0.0),
-                               preferred_ft_loss(chosen, mask))
+    torch.testing.assert_close(
+        unlikelihood_loss(chosen, mask, rejected, torch.ones_like(rejected), 0.0), preferred_ft_loss(chosen, mask)
+    )
 
 
 @pytest.mark.parametrize("logp", [-1e-3, -0.5, -0.8, -5.0, -50.0])
@@ -137,10 +152,12 @@ def test_unlikelihood_log_one_minus_p_is_accurate(logp):
 def test_odpo_offset_hand_values():
     win, lose = [1.5, 1.0], [0.5, 0.9]
     torch.testing.assert_close(odpo_offset(win, lose), torch.tensor([0.0, math.log(0.1)], dtype=torch.float64))
-    torch.testing.assert_close(odpo_offset(win, lose, alpha=0.5, f="identity"),
-                               torch.tensor([0.5, 0.05], dtype=torch.float64))
-    torch.testing.assert_close(odpo_offset(win, lose, f="log_scores"),
-                               torch.tensor([math.log(3.0), math.log(1.0 / 0.9)], dtype=torch.float64))
+    torch.testing.assert_close(
+        odpo_offset(win, lose, alpha=0.5, f="identity"), torch.tensor([0.5, 0.05], dtype=torch.float64)
+    )
+    torch.testing.assert_close(
+        odpo_offset(win, lose, f="log_scores"), torch.tensor([math.log(3.0), math.log(1.0 / 0.9)], dtype=torch.float64)
+    )
 
 
 def test_preference_metrics_hand_values():
@@ -148,9 +165,14 @@ def test_preference_metrics_hand_values():
     pr = torch.tensor([-2.0, -1.0])
     ref = torch.tensor([-1.5, -1.5])
     metrics = preference_metrics(pc, pr, ref, ref, beta=0.1)
-    expected = {"rewards/chosen": 0.1 * (0.5 - 0.5) / 2, "rewards/rejected": 0.1 * (-0.5 + 0.5) / 2,
-                "rewards/margins": 0.1 * (1.0 - 1.0) / 2, "rewards/accuracies": 0.5,
-                "logps/chosen": -1.5, "logps/rejected": -1.5}
+    expected = {
+        "rewards/chosen": 0.1 * (0.5 - 0.5) / 2,
+        "rewards/rejected": 0.1 * (-0.5 + 0.5) / 2,
+        "rewards/margins": 0.1 * (1.0 - 1.0) / 2,
+        "rewards/accuracies": 0.5,
+        "logps/chosen": -1.5,
+        "logps/rejected": -1.5,
+    }
     assert set(metrics) == set(expected)
     for key, value in expected.items():
         assert isinstance(metrics[key], float)
@@ -162,17 +184,21 @@ def test_preference_metrics_hand_values():
 
 # --- special cases that must coincide with DPO ----------------------------------------------------
 
+
 def test_offset_zero_is_dpo():
     logps = random_pairs()
     torch.testing.assert_close(odpo_loss(*logps, beta=0.2, offset=0.0), dpo_loss(*logps, beta=0.2))
-    torch.testing.assert_close(odpo_loss(*logps, beta=0.2, offset=torch.zeros(5, dtype=torch.float64)),
-                               dpo_loss(*logps, beta=0.2))
+    torch.testing.assert_close(
+        odpo_loss(*logps, beta=0.2, offset=torch.zeros(5, dtype=torch.float64)), dpo_loss(*logps, beta=0.2)
+    )
 
 
 def test_label_smoothing_zero_is_dpo():
     logps = random_pairs()
-    torch.testing.assert_close(dpo_loss(*logps, beta=0.2, label_smoothing=0.0),
-                               -torch.nn.functional.logsigmoid(0.2 * ((logps[0] - logps[2]) - (logps[1] - logps[3]))))
+    torch.testing.assert_close(
+        dpo_loss(*logps, beta=0.2, label_smoothing=0.0),
+        -torch.nn.functional.logsigmoid(0.2 * ((logps[0] - logps[2]) - (logps[1] - logps[3]))),
+    )
 
 
 def test_registry_uniform_call():
@@ -181,11 +207,13 @@ def test_registry_uniform_call():
     extra = {"cdpo": {"label_smoothing": 0.1}, "odpo": {"offset": 0.5}}
     for name, fn in PAIRWISE_LOSSES.items():
         assert fn(*logps, 0.1, **extra.get(name, {})).shape == (5,), name
-    torch.testing.assert_close(PAIRWISE_LOSSES["cdpo"](*logps, 0.1, label_smoothing=0.1),
-                               dpo_loss(*logps, 0.1, label_smoothing=0.1))
+    torch.testing.assert_close(
+        PAIRWISE_LOSSES["cdpo"](*logps, 0.1, label_smoothing=0.1), dpo_loss(*logps, 0.1, label_smoothing=0.1)
+    )
 
 
 # --- gradients ------------------------------------------------------------------------------------
+
 
 def test_dpo_gradient_is_the_weighted_update():
     """DPO appendix A.4: d loss / d log pi(y_w) = -beta * sigmoid(r_hat_l - r_hat_w) = -d loss / d log pi(y_l)."""
@@ -197,10 +225,17 @@ def test_dpo_gradient_is_the_weighted_update():
     torch.testing.assert_close(pr.grad, beta * weight)
 
 
-@pytest.mark.parametrize("fn,kwargs", [
-    (dpo_loss, {}), (dpo_loss, {"label_smoothing": 0.2}), (ipo_loss, {}), (hinge_loss, {}),
-    (odpo_loss, {"offset": 0.7}), (unweighted_loss, {}),
-])
+@pytest.mark.parametrize(
+    "fn,kwargs",
+    [
+        (dpo_loss, {}),
+        (dpo_loss, {"label_smoothing": 0.2}),
+        (ipo_loss, {}),
+        (hinge_loss, {}),
+        (odpo_loss, {"offset": 0.7}),
+        (unweighted_loss, {}),
+    ],
+)
 def test_gradcheck_pairwise(fn, kwargs):
     # h stays in (-5, 5) with beta = 0.3, away from the hinge kink at beta * h = 1 for this seed
     logps = random_pairs(seed=1, requires_grad=True)
@@ -230,7 +265,8 @@ def test_gradcheck_token_losses():
     rejected_mask = torch.tensor([[1, 0, 0, 0], [1, 1, 1, 1]], dtype=torch.bool)
     assert torch.autograd.gradcheck(lambda c: preferred_ft_loss(c, chosen_mask), (chosen,))
     assert torch.autograd.gradcheck(
-        lambda c, r: unlikelihood_loss(c, chosen_mask, r, rejected_mask, 0.5), (chosen, rejected))
+        lambda c, r: unlikelihood_loss(c, chosen_mask, r, rejected_mask, 0.5), (chosen, rejected)
+    )
 
 
 def test_padding_gets_no_gradient_even_when_nan():
@@ -244,12 +280,20 @@ def test_padding_gets_no_gradient_even_when_nan():
 
 # --- numerical stability ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("sign", [1.0, -1.0])
-@pytest.mark.parametrize("fn,kwargs", [
-    (dpo_loss, {}), (dpo_loss, {"label_smoothing": 0.1}), (ipo_loss, {}), (hinge_loss, {}),
-    (odpo_loss, {"offset": 2.0}), (unweighted_loss, {}),
-])
+@pytest.mark.parametrize(
+    "fn,kwargs",
+    [
+        (dpo_loss, {}),
+        (dpo_loss, {"label_smoothing": 0.1}),
+        (ipo_loss, {}),
+        (hinge_loss, {}),
+        (odpo_loss, {"offset": 2.0}),
+        (unweighted_loss, {}),
+    ],
+)
 def test_extreme_margins_finite(fn, kwargs, sign, dtype):
     pc = torch.tensor([sign * 5e3], dtype=dtype, requires_grad=True)
     pr = torch.tensor([-sign * 5e3], dtype=dtype, requires_grad=True)
@@ -286,6 +330,7 @@ def test_unlikelihood_certain_rejected_token_is_finite(dtype):
 
 
 # --- bad inputs ---------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("fn", PAIRWISE + [odpo_loss, preference_metrics])
 @pytest.mark.parametrize("bad_index", range(4))
@@ -339,8 +384,9 @@ def test_bad_label_smoothing(eps):
         dpo_loss(*random_pairs(), 0.1, label_smoothing=eps)
 
 
-@pytest.mark.parametrize("offset", [float("nan"), float("inf"), -float("inf"),
-                                    torch.tensor([0.0, 1.0, float("nan"), 0.0, 0.0])])
+@pytest.mark.parametrize(
+    "offset", [float("nan"), float("inf"), -float("inf"), torch.tensor([0.0, 1.0, float("nan"), 0.0, 0.0])]
+)
 def test_bad_offset(offset):
     with pytest.raises(ValueError, match="offset contains NaN or infinite.*ties must be dropped when pairs are built"):
         odpo_loss(*random_pairs(), 0.1, offset=offset)
@@ -403,4 +449,3 @@ def test_token_loss_bad_inputs():
     for alpha in (-0.5, float("nan")):
         with pytest.raises(ValueError, match="alpha"):
             unlikelihood_loss(ok, mask, ok, mask, alpha)
-

@@ -1,4 +1,5 @@
 """The conventions every notebook follows (issue 2, item 5), checked on the stored sources."""
+
 import json
 import re
 

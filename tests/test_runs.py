@@ -47,8 +47,9 @@ def _worker(tmp_path, root, delay, wait=True):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    proc = subprocess.Popen([sys.executable, str(script), str(root), str(delay)], env=env,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(root), str(delay)], env=env, stdout=subprocess.PIPE, text=True
+    )
     if wait:
         out, _ = proc.communicate(timeout=120)
         assert proc.returncode == 0
@@ -181,3 +182,27 @@ def test_default_root_is_inside_results(monkeypatch, tmp_path):
     monkeypatch.setenv("DPO_LAB_PROFILE", "smoke")
     run = runs.open_run("toy", {"a": 7})
     assert run.path.parent == tmp_path / "results" / "smoke" / "runs"
+
+
+def test_config_hash_names_the_run_folder_and_ignores_key_order(tmp_path):
+    run = runs.open_run("demo", {"b": 1, "a": [1, 2]}, root=tmp_path)
+    assert runs.config_hash({"a": (1, 2), "b": 1}) == runs.config_hash({"b": 1, "a": [1, 2]})
+    assert run.id == f"demo-{runs.config_hash({'a': [1, 2], 'b': 1})[:12]}"
+    assert runs.config_hash({"a": 1}) != runs.config_hash({"a": 2})
+    with pytest.raises(ValueError, match="finite"):
+        runs.config_hash({"a": float("nan")})
+
+
+def test_atomic_write_and_write_json_leave_no_temporary_behind(tmp_path):
+    target = tmp_path / "table.json"
+    runs.write_json(target, {"b": 2, "a": 1})
+    assert target.read_text() == '{\n  "a": 1,\n  "b": 2\n}\n'
+
+    def half_then_fail(p):
+        p.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        runs.atomic_write(target, half_then_fail)
+    assert target.read_text() == '{\n  "a": 1,\n  "b": 2\n}\n'  # the old content survives a failed write
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.json"]

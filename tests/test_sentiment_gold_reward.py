@@ -1,14 +1,23 @@
 """The gold reward and the second scorer (dpo_lab.sentiment.gold_reward), on fixtures built here."""
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from test_sentiment_reviews import synthetic_review, write_aclimdb
 
 from dpo_lab import config
 from dpo_lab.runs import list_runs
-from dpo_lab.sentiment import NgramClassifier, Reviews, Scorer, load_gold_reward, load_second_scorer, \
-    pipeline_scorer, scorer_accuracy, train_ngram_classifier
+from dpo_lab.sentiment import (
+    NgramClassifier,
+    Reviews,
+    load_gold_reward,
+    load_second_scorer,
+    pipeline_scorer,
+    scorer_accuracy,
+    train_ngram_classifier,
+)
 from dpo_lab.sentiment import gold_reward as gr
-from test_sentiment_reviews import synthetic_review, write_aclimdb
+from dpo_lab.task import Scorer
 
 
 def _corpus(n, seed):
@@ -46,8 +55,9 @@ def test_stored_weights_are_the_nb_ratio_times_the_logistic_coefficients():
     assert list(clf.terms) == list(vec.get_feature_names_out())
     new, _ = _corpus(20, seed=3)
     # the same optimum reached by the same solver: agreement to solver tolerance
-    np.testing.assert_allclose(clf.logits(new), reference.decision_function(vec.transform(new) @ sp.diags(r)),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        clf.logits(new), reference.decision_function(vec.transform(new) @ sp.diags(r)), atol=1e-6
+    )
 
 
 def test_repeating_a_word_adds_nothing(classifier):
@@ -61,8 +71,9 @@ def test_repeating_a_word_adds_nothing(classifier):
 def test_vader_is_the_second_scorer_and_rises_with_repetition():
     vader = load_second_scorer()
     assert isinstance(vader, Scorer) and vader.name == "vader"
-    good, bad, one, four = vader(["A wonderful, moving film.", "A dull, awful film.", "great",
-                                  "great great great great"])
+    good, bad, one, four = vader(
+        ["A wonderful, moving film.", "A dull, awful film.", "great", "great great great great"]
+    )
     assert good > 0.5 > bad and four > one  # the lexicon weakness the offline default avoids
     assert load_gold_reward("vader").name == "vader"
 
@@ -76,24 +87,30 @@ def test_save_and_load_round_trip(classifier, tmp_path):
         NgramClassifier.load(tmp_path / "bad.json")
 
 
-@pytest.mark.parametrize("args, message", [
-    ((["a", "b"], [1.0], 0.0), "weights has shape"),
-    ((["a"], [np.nan], 0.0), "must be finite"),
-    ((["a", "a"], [1.0, 2.0], 0.0), "distinct"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((["a", "b"], [1.0], 0.0), "weights has shape"),
+        ((["a"], [np.nan], 0.0), "must be finite"),
+        ((["a", "a"], [1.0, 2.0], 0.0), "distinct"),
+    ],
+)
 def test_classifier_rejects_bad_parameters(args, message):
     with pytest.raises(ValueError, match=message):
         NgramClassifier(*args)
 
 
-@pytest.mark.parametrize("texts, labels, kwargs, message", [
-    ("a review", [1], {}, "single string"),
-    (["good", "bad"], [1], {}, "labels has shape"),
-    (["good", "bad"], [1, -1], {}, "labels must be 0"),
-    (["good", "fine"], [1, 1], {}, "both classes"),
-    (["good", "bad"], [1, 0], {"C": 0}, "C must be a positive"),
-    (["good", 3], [1, 0], {}, r"texts\[1\] must be a string"),
-])
+@pytest.mark.parametrize(
+    "texts, labels, kwargs, message",
+    [
+        ("a review", [1], {}, "single string"),
+        (["good", "bad"], [1], {}, "labels has shape"),
+        (["good", "bad"], [1, -1], {}, "labels must be 0"),
+        (["good", "fine"], [1, 1], {}, "both classes"),
+        (["good", "bad"], [1, 0], {"C": 0}, "C must be a positive"),
+        (["good", 3], [1, 0], {}, r"texts\[1\] must be a string"),
+    ],
+)
 def test_training_rejects_bad_inputs(texts, labels, kwargs, message):
     with pytest.raises(ValueError, match=message):
         train_ngram_classifier(texts, np.array(labels), **kwargs)
@@ -113,9 +130,16 @@ def tiny_hub_classifier(tmp_path_factory):
 
     def make(labels):
         words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "great", "awful", "movie", "the"]
-        cfg = BertConfig(vocab_size=len(words), hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=16, max_position_embeddings=16,
-                         id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+        cfg = BertConfig(
+            vocab_size=len(words),
+            hidden_size=8,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=16,
+            max_position_embeddings=16,
+            id2label=dict(enumerate(labels)),
+            label2id={n: i for i, n in enumerate(labels)},
+        )
         model = BertForSequenceClassification(cfg).eval()
         path = tmp_path_factory.mktemp("clf")
         model.save_pretrained(path)
@@ -164,8 +188,9 @@ def test_offline_default_is_trained_once_on_the_reward_part(tmp_path, monkeypatc
 
 
 def test_scorer_accuracy_counts_labelled_reviews_only():
-    reviews = Reviews(("good film here", "bad", "good but unlabelled", "bad film good"),
-                      np.array([1, 0, -1, 1]), "fixture")
+    reviews = Reviews(
+        ("good film here", "bad", "good but unlabelled", "bad film good"), np.array([1, 0, -1, 1]), "fixture"
+    )
 
     def says_good(texts):
         return np.array([0.9 if "good" in t else 0.1 for t in texts])

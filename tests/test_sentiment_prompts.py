@@ -1,10 +1,11 @@
 """Prompts of 2-8 GPT-2 tokens (dpo_lab.sentiment.prompts)."""
+
 import pytest
+from test_sentiment_reviews import write_aclimdb
 
 from dpo_lab import config
 from dpo_lab.lm import load_tokenizer
 from dpo_lab.sentiment import heldout_prompts, load_parts, make_prompts, prompt_length, train_prompts
-from test_sentiment_reviews import write_aclimdb
 
 
 @pytest.fixture(scope="module")
@@ -19,15 +20,17 @@ def test_prompt_length_is_fixed_per_review_and_takes_every_value_from_2_to_8():
 
 
 def test_prompts_are_the_first_gpt2_tokens_of_the_whole_review(gpt2):
-    texts = ["I rented I AM CURIOUS-YELLOW from my video store because of all the controversy that "
-             "surrounded it when it was first released in 1967.",
-             "Antidisestablishmentarianism-flavoured cinematographically-overwrought pseudo-intellectual "
-             "hyper-self-referentiality, notwithstanding.",
-             "Great!"]
+    texts = [
+        "I rented I AM CURIOUS-YELLOW from my video store because of all the controversy that "
+        "surrounded it when it was first released in 1967.",
+        "Antidisestablishmentarianism-flavoured cinematographically-overwrought pseudo-intellectual "
+        "hyper-self-referentiality, notwithstanding.",
+        "Great!",
+    ]
     prompts = make_prompts(texts, gpt2)
     for text, prompt in zip(texts, prompts):
         ids = gpt2(text, add_special_tokens=False)["input_ids"]
-        assert prompt == gpt2.decode(ids[:prompt_length(text)]).strip()
+        assert prompt == gpt2.decode(ids[: prompt_length(text)]).strip()
         assert text.startswith(prompt) and prompt
     assert prompts[2] == "Great!"  # shorter than its prefix length: the whole review
 

@@ -3,6 +3,7 @@
 ``write_aclimdb`` is also used by the other sentiment tests: a small synthetic aclImdb folder whose
 reviews carry their sentiment in a few words, so a classifier can learn it in milliseconds.
 """
+
 import sys
 import tarfile
 import types
@@ -15,8 +16,28 @@ from dpo_lab.sentiment import reviews as rv
 
 POSITIVE = ["great", "wonderful", "excellent", "loved", "brilliant", "superb", "moving", "beautiful"]
 NEGATIVE = ["awful", "terrible", "boring", "worst", "waste", "hated", "dull", "stupid"]
-FILLER = ["the", "movie", "film", "plot", "actor", "scene", "story", "was", "and", "it", "this", "of",
-          "director", "ending", "music", "cast", "with", "for", "about", "characters"]
+FILLER = [
+    "the",
+    "movie",
+    "film",
+    "plot",
+    "actor",
+    "scene",
+    "story",
+    "was",
+    "and",
+    "it",
+    "this",
+    "of",
+    "director",
+    "ending",
+    "music",
+    "cast",
+    "with",
+    "for",
+    "about",
+    "characters",
+]
 
 
 def synthetic_review(rng, label: int) -> str:
@@ -69,11 +90,14 @@ def test_bundled_csv_keeps_imdb_rows_cleaned(tmp_path):
     assert r.texts == ("Good film", "Bad, bad") and r.labels.tolist() == [1, 0]
 
 
-@pytest.mark.parametrize("content, message", [
-    ("text,label\nx,1\n", "missing column"),
-    ("text,label,source\nx,1,imdb\ny,7,imdb\n", "line 3: label must be 0 or 1"),
-    ("text,label,source\nx,1,other\n", "no rows with source == 'imdb'"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("text,label\nx,1\n", "missing column"),
+        ("text,label,source\nx,1,imdb\ny,7,imdb\n", "line 3: label must be 0 or 1"),
+        ("text,label,source\nx,1,other\n", "no rows with source == 'imdb'"),
+    ],
+)
 def test_bundled_csv_errors_name_the_file(tmp_path, content, message):
     path = tmp_path / "bad.csv"
     path.write_text(content)
@@ -132,9 +156,11 @@ def _fake_datasets(calls, splits):
 
 def test_hub_loader_reads_every_split_with_unlabelled_as_minus_one(monkeypatch):
     calls = []
-    splits = {"train": _FakeSplit({"text": ["Fine<br />film"], "label": [1]}),
-              "test": _FakeSplit({"text": ["Dull"], "label": [0]}),
-              "unsupervised": _FakeSplit({"text": ["Who knows"], "label": [-1]})}
+    splits = {
+        "train": _FakeSplit({"text": ["Fine<br />film"], "label": [1]}),
+        "test": _FakeSplit({"text": ["Dull"], "label": [0]}),
+        "unsupervised": _FakeSplit({"text": ["Who knows"], "label": [-1]}),
+    }
     monkeypatch.setitem(sys.modules, "datasets", _fake_datasets(calls, splits))
     r = rv.hub_reviews("stanfordnlp/imdb")
     assert calls == ["stanfordnlp/imdb"]

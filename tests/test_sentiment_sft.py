@@ -1,15 +1,16 @@
 """The SFT recipe: tokenizer, review windows, prompt ids, perplexity, the stored pi_SFT
 (dpo_lab.sentiment.sft), on fixtures built here."""
+
 import math
 
 import numpy as np
 import pytest
 import torch
+from test_sentiment_reviews import synthetic_review, write_aclimdb
 
 from dpo_lab import config
 from dpo_lab.lm import gpt2_config, load_model, load_tokenizer
 from dpo_lab.sentiment import sft
-from test_sentiment_reviews import synthetic_review, write_aclimdb
 
 
 @pytest.fixture(scope="module")
@@ -25,11 +26,14 @@ def test_bpe_is_byte_level_with_eos_as_bos_and_pad(small_bpe):
     assert small_bpe.decode(small_bpe(text, add_special_tokens=False)["input_ids"]) == text  # bytes: no UNK
 
 
-@pytest.mark.parametrize("texts, vocab, message", [
-    (["a b"], 100, "vocab_size must be an integer >= 257"),
-    ("a review", 300, "single string"),
-    ([], 300, "texts is empty"),
-])
+@pytest.mark.parametrize(
+    "texts, vocab, message",
+    [
+        (["a b"], 100, "vocab_size must be an integer >= 257"),
+        ("a review", 300, "single string"),
+        ([], 300, "texts is empty"),
+    ],
+)
 def test_bpe_bad_inputs(texts, vocab, message):
     with pytest.raises(ValueError, match=message):
         sft.train_bpe(texts, vocab)
@@ -63,7 +67,9 @@ def test_review_windows_drop_a_one_token_tail(small_bpe):
 
 def test_prompt_ids_start_with_eos(small_bpe):
     eos = small_bpe.eos_token_id
-    assert sft.prompt_ids(["This movie"], small_bpe) == [[eos] + small_bpe("This movie", add_special_tokens=False)["input_ids"]]
+    assert sft.prompt_ids(["This movie"], small_bpe) == [
+        [eos] + small_bpe("This movie", add_special_tokens=False)["input_ids"]
+    ]
     with pytest.raises(ValueError, match=r"prompts\[1\] must be a non-empty string"):
         sft.prompt_ids(["fine", ""], small_bpe)
     with pytest.raises(ValueError, match="single string"):
@@ -71,7 +77,7 @@ def test_prompt_ids_start_with_eos(small_bpe):
 
 
 def test_perplexity_of_a_uniform_model_is_the_vocabulary_size(small_bpe):
-    model = load_model(gpt2_config(small_bpe, config.get_profile("smoke")), seed=0)
+    model = load_model(gpt2_config(small_bpe, **config.get_profile("smoke").model_sizes), seed=0)
     windows = sft.review_windows([synthetic_review(np.random.default_rng(2), 0)], small_bpe, window=32)
     with torch.no_grad():
         model.transformer.wte.weight.zero_()  # tied LM head: every logit 0, every token 1 / V
@@ -81,7 +87,7 @@ def test_perplexity_of_a_uniform_model_is_the_vocabulary_size(small_bpe):
 
 
 def test_perplexity_matches_a_direct_forward(small_bpe):
-    model = load_model(gpt2_config(small_bpe, config.get_profile("smoke")), seed=3)
+    model = load_model(gpt2_config(small_bpe, **config.get_profile("smoke").model_sizes), seed=3)
     window = sft.review_windows([synthetic_review(np.random.default_rng(4), 1)], small_bpe, window=24)[0]
     with torch.no_grad():
         logits = model(torch.tensor([window])).logits[0, :-1]
@@ -92,8 +98,9 @@ def test_perplexity_matches_a_direct_forward(small_bpe):
 @pytest.fixture
 def fixture_profile(tmp_path):
     folder = write_aclimdb(tmp_path, n_per_folder=40)
-    return config.get_profile("smoke").replace(dataset_name=str(folder), sft_bpe_vocab=300, sft_steps=4,
-                                               sft_batch_size=4, n_positions=32)
+    return config.get_profile("smoke").replace(
+        dataset_name=str(folder), sft_bpe_vocab=300, sft_steps=4, sft_batch_size=4, n_positions=32
+    )
 
 
 def test_sft_reviews_are_the_first_of_the_sft_part(fixture_profile):

@@ -1,19 +1,21 @@
 """The deterministic four-part split of the reviews (dpo_lab.sentiment.splits)."""
+
 import hashlib
 
 import numpy as np
 import pytest
+from test_sentiment_reviews import write_aclimdb
 
 from dpo_lab import config
 from dpo_lab.sentiment import Reviews, load_parts, part_of, review_digest, split_reviews
 from dpo_lab.sentiment.splits import PARTS
-from test_sentiment_reviews import write_aclimdb
 
 
 def _reviews(n, seed=0):
     rng = np.random.default_rng(seed)
-    return Reviews(tuple(f"review {i} {rng.integers(1_000_000)}" for i in range(n)),
-                   rng.integers(0, 2, size=n), "synthetic")
+    return Reviews(
+        tuple(f"review {i} {rng.integers(1_000_000)}" for i in range(n)), rng.integers(0, 2, size=n), "synthetic"
+    )
 
 
 def test_parts_are_disjoint_cover_everything_and_have_the_documented_sizes():
@@ -33,8 +35,9 @@ def test_parts_are_disjoint_cover_everything_and_have_the_documented_sizes():
 
 def test_split_does_not_depend_on_order_and_keeps_duplicates_together():
     reviews = _reviews(500)
-    doubled = Reviews(reviews.texts + reviews.texts[:50], np.concatenate([reviews.labels, reviews.labels[:50]]),
-                      "synthetic")
+    doubled = Reviews(
+        reviews.texts + reviews.texts[:50], np.concatenate([reviews.labels, reviews.labels[:50]]), "synthetic"
+    )
     shuffled = doubled.select(np.random.default_rng(1).permutation(len(doubled)))
     a, b = split_reviews(doubled), split_reviews(shuffled)
     for name in PARTS:
@@ -47,7 +50,7 @@ def test_split_does_not_depend_on_order_and_keeps_duplicates_together():
 
 
 def test_digest_is_sha256_of_utf8():
-    assert review_digest("é") == hashlib.sha256("é".encode("utf-8")).digest()
+    assert review_digest("é") == hashlib.sha256("é".encode()).digest()
 
 
 def test_bad_inputs():

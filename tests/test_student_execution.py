@@ -7,6 +7,7 @@ not the whole notebook (nbmake already executes every source notebook in full):
 - in the student version each exercise (its solution cell or the check cell right after it) fails with
   NotImplementedError (or the check's AssertionError saying "not implemented yet"), and no other cell fails.
 """
+
 import re
 
 import nbformat
@@ -21,8 +22,14 @@ EXERCISE_NOTEBOOKS = [p for p in notebooks() if not p.name.startswith("00_")]
 
 def _exercise_section(nb):
     """The first code cell (config.setup) plus every cell from the '## Exercises' heading on."""
-    start = next((i for i, c in enumerate(nb.cells)
-                  if c.cell_type == "markdown" and re.search(r"^## Exercises", c.source, re.M)), None)
+    start = next(
+        (
+            i
+            for i, c in enumerate(nb.cells)
+            if c.cell_type == "markdown" and re.search(r"^## Exercises", c.source, re.M)
+        ),
+        None,
+    )
     assert start is not None, "no '## Exercises' section"
     setup = next(c for c in nb.cells if c.cell_type == "code")
     nb.cells = [setup] + nb.cells[start:]
@@ -30,8 +37,9 @@ def _exercise_section(nb):
 
 
 def _run(nb, path):
-    client = NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        nb, timeout=600, kernel_name="python3", allow_errors=True, resources={"metadata": {"path": str(path.parent)}}
+    )
     client.execute()
     failed = {}
     for i, cell in enumerate(nb.cells):

@@ -1,4 +1,5 @@
 """Tests for dpo_lab.sweep on a tiny GPT-2 and a BPE trained here (no hub, seconds)."""
+
 import json
 import math
 from types import SimpleNamespace
@@ -6,17 +7,31 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-
-from dpo_lab import config, frontier, runs, sweep
-from dpo_lab.lm import gpt2_config, load_model
-from dpo_lab.sentiment import Scorer, pair_offsets, train_bpe
 from lm_support import one_thread  # noqa: F401 - autouse fixture: one torch thread
+
+from dpo_lab import config, evaluation, results, runs, sweep
+from dpo_lab.lm import gpt2_config, load_model
+from dpo_lab.sentiment import pair_offsets, train_bpe
+from dpo_lab.task import Evaluator, Scorer
 
 CPU, GPU, SMOKE = (config.get_profile(n) for n in ("cpu", "gpu", "smoke"))
 # A sweep small enough for a unit test: one setting per method, 2 steps, evaluated after each.
-TINY = SMOKE.replace(dpo_betas=(0.1,), unlikelihood_alphas=(0.5,), seeds=(0,), pref_steps=2, pref_batch_size=4,
-                     pref_micro_batch_size=4, pref_warmup_steps=1, eval_every=1, max_new_tokens=4, n_layer=1,
-                     n_embd=16, n_head=2, n_positions=32, sweep_workers=1)
+TINY = SMOKE.replace(
+    dpo_betas=(0.1,),
+    unlikelihood_alphas=(0.5,),
+    seeds=(0,),
+    pref_steps=2,
+    pref_batch_size=4,
+    pref_micro_batch_size=4,
+    pref_warmup_steps=1,
+    eval_every=1,
+    max_new_tokens=4,
+    n_layer=1,
+    n_embd=16,
+    n_head=2,
+    n_positions=32,
+    sweep_workers=1,
+)
 WORDS = ["good", "bad", "film", "great", "plot", "awful", "actor", "story"]
 
 
@@ -28,7 +43,7 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def sft_model(tokenizer):
-    return load_model(gpt2_config(tokenizer, TINY), seed=0)
+    return load_model(gpt2_config(tokenizer, **TINY.model_sizes), seed=0)
 
 
 def length_score(texts):
@@ -37,11 +52,20 @@ def length_score(texts):
 
 
 def evaluator(sft_model, tokenizer, prompts=("good film", "the plot", "an actor")):
-    ref = load_model(gpt2_config(tokenizer, TINY), seed=0).eval()
+    ref = load_model(gpt2_config(tokenizer, **TINY.model_sizes), seed=0).eval()
     ref.load_state_dict(sft_model.state_dict())
-    return sweep.Evaluator(ref, tokenizer, list(prompts), Scorer("length", length_score),
-                           Scorer("g-count", lambda ts: np.array([min(1.0, t.count("g") / 3) for t in ts])),
-                           num_samples=2, max_new_tokens=TINY.max_new_tokens, seed=0)
+    ids = [[tokenizer.eos_token_id] + tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    return Evaluator(
+        ref,
+        tokenizer,
+        list(prompts),
+        ids,
+        Scorer("length", length_score),
+        Scorer("g-count", lambda ts: np.array([min(1.0, t.count("g") / 3) for t in ts])),
+        num_samples=2,
+        max_new_tokens=TINY.max_new_tokens,
+        seed=0,
+    )
 
 
 def fake_pairs(tokenizer, n=12):
@@ -49,10 +73,20 @@ def fake_pairs(tokenizer, n=12):
     rng = np.random.default_rng(1)
     out = []
     for i in range(n):
-        ids = lambda: tokenizer(" ".join(rng.choice(WORDS, 3)), add_special_tokens=False)["input_ids"] + [eos]
-        out.append({"prompt_ids": [eos] + tokenizer("good film", add_special_tokens=False)["input_ids"],
-                    "chosen_ids": ids(), "rejected_ids": ids(), "score_chosen": 0.9 - i / 100,
-                    "score_rejected": 0.2 + i / 100, "offset": float(pair_offsets([0.9 - i / 100], [0.2 + i / 100])[0])})
+
+        def ids():
+            return tokenizer(" ".join(rng.choice(WORDS, 3)), add_special_tokens=False)["input_ids"] + [eos]
+
+        out.append(
+            {
+                "prompt_ids": [eos] + tokenizer("good film", add_special_tokens=False)["input_ids"],
+                "chosen_ids": ids(),
+                "rejected_ids": ids(),
+                "score_chosen": 0.9 - i / 100,
+                "score_rejected": 0.2 + i / 100,
+                "offset": float(pair_offsets([0.9 - i / 100], [0.2 + i / 100])[0]),
+            }
+        )
     return out
 
 
@@ -60,24 +94,45 @@ def fake_pairs(tokenizer, n=12):
 def tiny_context(sft_model, tokenizer):
     pairs = fake_pairs(tokenizer)
     sft = SimpleNamespace(model=sft_model, tokenizer=tokenizer, run=SimpleNamespace(id="sft-test"))
-    return sweep.Context(TINY, sft, evaluator(sft_model, tokenizer).ref, sweep.training_pairs(pairs, TINY),
-                         sweep.training_pairs(pairs, TINY, odpo=True), evaluator(sft_model, tokenizer))
+    return sweep.Context(
+        TINY,
+        sft,
+        evaluator(sft_model, tokenizer).ref,
+        sweep.training_pairs(pairs, TINY),
+        sweep.training_pairs(pairs, TINY, odpo=True),
+        evaluator(sft_model, tokenizer),
+    )
 
 
 # --- the grid ------------------------------------------------------------------------------------
 def test_grid_has_one_run_per_method_setting_and_seed():
     specs = sweep.grid(CPU)
-    counts = {m: sum(s.method == m for s in specs) for m in frontier.METHODS}
-    assert counts == {"sft": 0, "dpo": len(CPU.dpo_betas), "odpo": len(CPU.dpo_betas), "ipo": 1, "cdpo": 1,
-                      "preferred_ft": len(CPU.seeds), "unlikelihood": len(CPU.unlikelihood_alphas)}
+    counts = {m: sum(s.method == m for s in specs) for m in evaluation.METHODS}
+    assert counts == {
+        "sft": 0,
+        "dpo": len(CPU.dpo_betas),
+        "odpo": len(CPU.dpo_betas),
+        "ipo": 1,
+        "cdpo": 1,
+        "preferred_ft": len(CPU.seeds),
+        "unlikelihood": len(CPU.unlikelihood_alphas),
+    }
     assert len(CPU.seeds) >= 2  # Preferred-FT differs only by seed: the issue asks for 2+
     assert sorted(s.hyper for s in specs if s.method == "dpo") == sorted(CPU.dpo_betas)
     assert len({s.label for s in specs}) == len(specs)
 
 
-@pytest.mark.parametrize("method,hyper,seed,match", [("sft", None, 0, "method"), ("ppo", 0.1, 0, "method"),
-                                                      ("dpo", None, 0, "needs"), ("preferred_ft", 0.1, 0, "takes no"),
-                                                      ("dpo", -1.0, 0, "> 0"), ("dpo", math.inf, 0, "> 0")])
+@pytest.mark.parametrize(
+    "method,hyper,seed,match",
+    [
+        ("sft", None, 0, "method"),
+        ("ppo", 0.1, 0, "method"),
+        ("dpo", None, 0, "needs"),
+        ("preferred_ft", 0.1, 0, "takes no"),
+        ("dpo", -1.0, 0, "> 0"),
+        ("dpo", math.inf, 0, "> 0"),
+    ],
+)
 def test_run_spec_rejects_bad_cells(method, hyper, seed, match):
     with pytest.raises(ValueError, match=match):
         sweep.RunSpec(method, hyper, seed)
@@ -131,7 +186,7 @@ def test_training_pairs_are_one_fixed_subset(tokenizer):
 def test_evaluator_of_pi_sft_itself_has_zero_kl(sft_model, tokenizer):
     ev = evaluator(sft_model, tokenizer)
     record = ev(sft_model, 3)
-    assert set(record) == set(frontier.EVAL_KEYS)
+    assert set(record) == set(evaluation.EVAL_KEYS)
     assert record["eval/n_samples"] == 6  # 3 prompts x 2 samples
     # identical weights -> identical log-probs: both estimators are exactly 0
     assert record["eval/kl_exact"] == 0.0 and record["eval/kl_logratio"] == 0.0
@@ -152,9 +207,13 @@ def test_evaluator_scores_prompt_plus_response(sft_model, tokenizer):
 def test_evaluator_rejects_bad_input(sft_model, tokenizer):
     ev = evaluator(sft_model, tokenizer)
     with pytest.raises(ValueError, match="prompts"):
-        sweep.Evaluator(ev.ref, tokenizer, [], ev.gold, ev.second, 2, 4, 0)
+        Evaluator(ev.ref, tokenizer, [], [], ev.gold, ev.second, 2, 4, 0)
+    with pytest.raises(ValueError, match="prompt_ids"):
+        Evaluator(ev.ref, tokenizer, ["good film"], [], ev.gold, ev.second, 2, 4, 0)
     with pytest.raises(ValueError, match="num_samples"):
-        sweep.Evaluator(ev.ref, tokenizer, ["good film"], ev.gold, ev.second, 1, 4, 0)
+        Evaluator(ev.ref, tokenizer, ["good film"], ev.prompt_ids[:1], ev.gold, ev.second, 1, 4, 0)
+    with pytest.raises(ValueError, match="exact"):
+        Evaluator(ev.ref, tokenizer, ["good film"], ev.prompt_ids[:1], ev.gold, ev.second, 2, 4, 0, exact=3)
 
 
 # --- runs ------------------------------------------------------------------------------------------
@@ -162,7 +221,7 @@ def test_train_run_stores_tagged_evaluations_that_the_frontier_reads(tiny_contex
     result = sweep.train_run(sweep.RunSpec("odpo", 0.1, 0), tiny_context, progress=False)
     tag = result.run.config["tag"]
     assert tag["method"] == "odpo" and tag["beta"] == 0.1 and tag["eval"] == tiny_context.evaluator.settings
-    points = frontier.load_points([result.run])
+    points = results.load_points([result.run])
     assert [p["step"] for p in points] == [1, 2] and all(p["kl_exact"] >= 0 for p in points)
     again = sweep.train_run(sweep.RunSpec("odpo", 0.1, 0), tiny_context, progress=False)
     assert again.run.id == result.run.id and len(again.run.metrics()) == len(result.run.metrics())  # not retrained
@@ -171,29 +230,30 @@ def test_train_run_stores_tagged_evaluations_that_the_frontier_reads(tiny_contex
 def test_evaluate_sft_is_computed_once(tiny_context):
     run = sweep.evaluate_sft(tiny_context)
     assert run.kind == "sft_eval" and run.finished
-    [point] = frontier.load_points([run])
+    [point] = results.load_points([run])
     assert point["method"] == "sft" and point["step"] == 0 and point["kl_exact"] == 0.0
     assert sweep.evaluate_sft(tiny_context).metrics() == run.metrics()
 
 
 def test_run_sweep_trains_the_grid_then_reuses_it(tiny_context, monkeypatch):
-    monkeypatch.setattr(sweep, "context", lambda profile, progress=True: tiny_context)
+    monkeypatch.setattr(sweep, "context", lambda profile, task=None, progress=True: tiny_context)
     out = sweep.run_sweep(TINY, progress=False)
     assert list(out["runs"]) == sweep.grid(TINY) and out["wall_seconds"] > 0
     assert all(r.finished and r.kind == "pref" for r in out["runs"].values())
-    points = frontier.load_points(frontier.frontier_runs())
-    assert {p["method"] for p in points} == set(frontier.METHODS)
+    points = results.load_points(evaluation.frontier_runs())
+    assert {p["method"] for p in points} == set(evaluation.METHODS)
     assert len(points) == 1 + TINY.pref_steps * len(sweep.grid(TINY))  # pi_SFT + one point per step
-    before = {r.id: r.metrics() for r in frontier.frontier_runs()}
-    assert {s: r.id for s, r in sweep.run_sweep(TINY, progress=False)["runs"].items()} == \
-        {s: r.id for s, r in out["runs"].items()}
-    assert {r.id: r.metrics() for r in frontier.frontier_runs()} == before
+    before = {r.id: r.metrics() for r in evaluation.frontier_runs()}
+    assert {s: r.id for s, r in sweep.run_sweep(TINY, progress=False)["runs"].items()} == {
+        s: r.id for s, r in out["runs"].items()
+    }
+    assert {r.id: r.metrics() for r in evaluation.frontier_runs()} == before
     with pytest.raises(ValueError, match="workers"):
         sweep.run_sweep(TINY, workers=0)
 
 
 def test_run_sweep_reports_a_diverged_run_and_goes_on(tiny_context, monkeypatch):
-    monkeypatch.setattr(sweep, "context", lambda profile, progress=True: tiny_context)
+    monkeypatch.setattr(sweep, "context", lambda profile, task=None, progress=True: tiny_context)
     train = sweep.train_run
 
     def diverge_unlikelihood(spec, ctx, progress=True):
@@ -240,7 +300,7 @@ def test_export_copies_configs_and_metrics_only(tmp_path):
 
 
 def test_main_runs_the_sweep_and_exports(tiny_context, monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr(sweep, "context", lambda profile, progress=True: tiny_context)
+    monkeypatch.setattr(sweep, "context", lambda profile, task=None, progress=True: tiny_context)
     monkeypatch.setattr(config, "get_profile", lambda name=None: TINY)
     assert sweep.main(["--workers", "1", "--export", str(tmp_path / "data")]) == 0
     out = capsys.readouterr().out
@@ -253,16 +313,17 @@ def test_shipped_reference_runs_are_the_current_cpu_sweep(folder):
     """data/runs and data/runs-replicate must each be one complete cpu sweep made with today's settings
     (else notebook 06 and the READMEs quote numbers the code no longer makes): every cell of the grid,
     trained as trainer_settings says, evaluated at every eval step, exported files only."""
-    found = frontier.frontier_runs(frontier.reference_dir().parent / folder)
+    found = evaluation.frontier_runs(results.reference_dir().parent / folder)
     by_tag = {}
     for run in found:
         assert sorted(p.name for p in run.path.iterdir()) == sorted(sweep.EXPORTED_FILES), run.path
         assert run.finished and run.config["tag"]["profile"] == "cpu", run.path
-        by_tag[json.dumps({k: v for k, v in run.config["tag"].items() if k not in ("eval", "profile")},
-                          sort_keys=True)] = run
+        by_tag[
+            json.dumps({k: v for k, v in run.config["tag"].items() if k not in ("eval", "profile")}, sort_keys=True)
+        ] = run
     specs = sweep.grid(CPU)
     assert len(found) == len(specs) + 1  # plus the evaluation of pi_SFT
-    assert sum(r.config["tag"]["method"] == frontier.REFERENCE_METHOD for r in found) == 1
+    assert sum(r.config["tag"]["method"] == evaluation.REFERENCE_METHOD for r in found) == 1
     steps = list(range(CPU.eval_every, CPU.pref_steps + 1, CPU.eval_every))
     for spec in specs:
         want = sweep.trainer_settings(spec, CPU)
@@ -273,6 +334,6 @@ def test_shipped_reference_runs_are_the_current_cpu_sweep(folder):
         for key in ("steps", "batch_size", "lr", "optimizer", "warmup_steps", "seed", "eval_every"):
             assert cfg["settings"][key] == want[key], (spec.label, key)
         assert [r["step"] for r in run.metrics() if r.get("split") == "eval"] == steps, spec.label
-    readme = (frontier.reference_dir().parent / "README.md").read_text()
+    readme = (results.reference_dir().parent / "README.md").read_text()
     assert "`cpu`" in readme and "python -m dpo_lab.sweep --export data/runs" in readme
     assert "not gpt2-large results" in readme

@@ -1,23 +1,26 @@
 """The language-model engine of dpo_lab: tokenizer and model loading, exact sequence log-probs,
 sampling, KL estimation and one resumable SFT / preference trainer.
 
-Introduced in notebook 04. It knows no task (nothing here imports ``dpo_lab.sentiment``): it takes
-token ids and returns numbers. One file per concern:
+Introduced in notebook 04. It knows no task and reads no profile (``pyproject.toml``'s import
+contracts hold it to that): it takes token ids and sizes, and returns numbers. One file per concern:
 
 ==============  ==============================================================================
 module          public names
 ==============  ==============================================================================
 tokenizer       ``load_tokenizer(name_or_path=None)``: GPT-2 BPE offline, or a saved folder
-model           ``gpt2_config(tokenizer, profile)``, ``load_model(name_or_path_or_config)``,
-                ``save_model(model, tokenizer, path)``, ``torch_threads(n)``; device/precision policy
+model           ``gpt2_config(tokenizer, n_layer, n_embd, n_head, n_positions)``,
+                ``load_model(name_or_path_or_config)``, ``save_model(model, tokenizer, path)``,
+                ``torch_threads(n)``; the device/precision policy
 logprobs        ``sequence_logprobs(model, prompt_ids, response_ids, ...)`` -> (N,)
 sampling        ``sample(model, tokenizer, prompts, num_samples, max_new_tokens, seed, ...)``
                 -> ``Samples`` (prompt ids, response ids with EOS when emitted, texts)
 kl              ``estimate_kl(policy, ref, prompt_ids, num_samples, max_new_tokens, seed)``
                 -> ``KLEstimate`` (summed log-ratio and exact per-token KL, with standard errors);
                 ``sequence_kl`` for responses you already have
-train           ``train_sft(model, sequences, ...)``, ``train_preferences(policy, ref, pairs, loss=...)``
-                -> ``TrainResult`` (policy, run, result); one resumable loop, runs in ``dpo_lab.runs``
+train           ``train_sft(model, sequences, ...)`` -> ``TrainResult`` (policy, run, result); the
+                one resumable loop every trainer shares, runs in ``dpo_lab.runs``
+preference_     ``train_preferences(policy, ref, pairs, loss=...)`` -> ``TrainResult``: DPO and
+training        its family on that loop, reference log-probs computed once
 ==============  ==============================================================================
 
 Conventions: EOS = pad (GPT-2's ``<|endoftext|>``, id 50256); prompts and responses are tokenized
@@ -27,7 +30,7 @@ token-id lists; CUDA uses bf16 autocast, the CPU float32.
 Typical use (notebooks 04-05)::
 
     tokenizer = load_tokenizer()                                  # GPT-2 BPE, offline
-    model = load_model(gpt2_config(tokenizer), seed=0)            # a fresh GPT-2 of the profile's size
+    model = load_model(gpt2_config(tokenizer, 4, 256, 4, 128), seed=0)  # a fresh 4 x 256 GPT-2
     sft_run = train_sft(model, sequences, steps=600, batch_size=16, lr=1e-3, tokenizer=tokenizer)
     samples = sample(sft_run.policy, tokenizer, prompt_ids, num_samples=4, max_new_tokens=48, seed=0)
     ref = load_model(sft_run.run.artifact("model"))               # pi_ref: a separate, frozen copy
@@ -36,14 +39,29 @@ Typical use (notebooks 04-05)::
     kl = estimate_kl(policy, ref, test_prompt_ids, num_samples=1, max_new_tokens=48, seed=0)
     kl.exact_mean, kl.exact_se, kl.samples.texts                  # KL and the texts to score
 """
+
 from .kl import KLEstimate, estimate_kl, sequence_kl
 from .logprobs import TokenLogprobs, sequence_logprobs
 from .model import gpt2_config, load_model, save_model, torch_threads
+from .preference_training import train_preferences
 from .sampling import Samples, sample
 from .tokenizer import load_tokenizer
-from .train import TrainResult, train_preferences, train_sft
+from .train import TrainResult, train_sft
 
-__all__ = ["load_tokenizer", "gpt2_config", "load_model", "save_model", "torch_threads", "sequence_logprobs",
-           "TokenLogprobs", "sample", "Samples",
-           "estimate_kl", "sequence_kl", "KLEstimate",
-           "train_sft", "train_preferences", "TrainResult"]
+__all__ = [
+    "load_tokenizer",
+    "gpt2_config",
+    "load_model",
+    "save_model",
+    "torch_threads",
+    "sequence_logprobs",
+    "TokenLogprobs",
+    "sample",
+    "Samples",
+    "estimate_kl",
+    "sequence_kl",
+    "KLEstimate",
+    "train_sft",
+    "train_preferences",
+    "TrainResult",
+]

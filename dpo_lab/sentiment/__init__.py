@@ -16,6 +16,7 @@ gold_reward    ``load_gold_reward`` (offline n-gram classifier or hub pipeline),
 sft            ``sft_policy`` (pi_SFT, trained once and stored), ``prompt_ids``, ``perplexity``
 pairs          ``preference_data`` (samples, 6 ordered pairs per prompt, ODPO offsets),
                ``load_pairs``, ``trainer_pairs``
+task           ``IMDbTask``: all of the above as the ``dpo_lab.task.Task`` the sweep runs
 =============  =================================================================================
 
 Entry points for preference training (notebook 05); all are cached, so calling them again costs
@@ -26,7 +27,7 @@ call                                        gives
 ==========================================  ======================================================
 ``heldout_prompts()``                       the ``n_test_prompts`` evaluation prompts (str), the
                                             same list in every run; no policy trains on them
-``sft_policy()``                            :class:`SFTPolicy`: ``.model``, ``.tokenizer``, ``.path``
+``sft_policy()``                            ``task.SFTPolicy``: ``.model``, ``.tokenizer``, ``.path``
                                             (``lm.load_model(path)`` = a fresh copy, e.g. the frozen
                                             pi_ref), ``.run`` (kind ``sft``)
 ``prompt_ids(prompts, tokenizer)``          prompts as the policy's token ids (``[EOS] + tokens``):
@@ -41,25 +42,89 @@ call                                        gives
 ``load_second_scorer()``                    VADER: an independent scorer that built no pairs
 ==========================================  ======================================================
 
-Scorers take ``prompt + response`` texts (the strings concatenated as they are).
+Scorers (``dpo_lab.task.Scorer``) take ``prompt + response`` texts (the strings concatenated as they are).
 """
-from .gold_reward import PREFIX_WORDS, NgramClassifier, Scorer, load_gold_reward, load_second_scorer, \
-    offline_classifier, pipeline_scorer, scorer_accuracy, train_ngram_classifier
-from .pairs import PreferenceData, generate_samples, load_pairs, odpo_score, ordered_pairs, pair_offsets, \
-    pairs_from_samples, preference_data, read_samples, trainer_pairs, write_pairs
+
+from .gold_reward import (
+    PREFIX_WORDS,
+    NgramClassifier,
+    load_gold_reward,
+    load_second_scorer,
+    offline_classifier,
+    pipeline_scorer,
+    scorer_accuracy,
+    train_ngram_classifier,
+)
+from .pairs import (
+    PreferenceData,
+    generate_samples,
+    load_pairs,
+    odpo_score,
+    ordered_pairs,
+    pair_offsets,
+    pairs_from_samples,
+    preference_data,
+    read_samples,
+    trainer_pairs,
+    write_pairs,
+)
 from .prompts import heldout_prompts, make_prompts, prompt_length, train_prompts
 from .reviews import Reviews, aclimdb_reviews, bundled_reviews, clean_review, hub_reviews, load_reviews
-from .sft import SFTPolicy, heldout_windows, perplexity, prompt_ids, review_windows, sft_policy, sft_reviews, \
-    sft_tokenizer, train_bpe
+from .sft import (
+    heldout_windows,
+    perplexity,
+    prompt_ids,
+    review_windows,
+    sft_policy,
+    sft_reviews,
+    sft_tokenizer,
+    train_bpe,
+)
 from .splits import PARTS, load_parts, part_of, review_digest, split_reviews
+from .task import IMDbTask
 
-__all__ = ["Reviews", "clean_review", "load_reviews", "bundled_reviews", "aclimdb_reviews", "hub_reviews",
-           "PARTS", "review_digest", "part_of", "split_reviews", "load_parts",
-           "prompt_length", "make_prompts", "train_prompts", "heldout_prompts",
-           "PREFIX_WORDS", "Scorer", "NgramClassifier", "train_ngram_classifier", "offline_classifier",
-           "pipeline_scorer", "load_gold_reward", "load_second_scorer", "scorer_accuracy",
-           "train_bpe", "sft_reviews", "sft_tokenizer", "review_windows", "prompt_ids", "perplexity",
-           "heldout_windows", "SFTPolicy", "sft_policy",
-           "ordered_pairs", "odpo_score", "pair_offsets", "read_samples", "generate_samples",
-           "pairs_from_samples", "write_pairs", "load_pairs", "trainer_pairs", "PreferenceData",
-           "preference_data"]
+__all__ = [
+    "Reviews",
+    "clean_review",
+    "load_reviews",
+    "bundled_reviews",
+    "aclimdb_reviews",
+    "hub_reviews",
+    "PARTS",
+    "review_digest",
+    "part_of",
+    "split_reviews",
+    "load_parts",
+    "prompt_length",
+    "make_prompts",
+    "train_prompts",
+    "heldout_prompts",
+    "PREFIX_WORDS",
+    "NgramClassifier",
+    "train_ngram_classifier",
+    "offline_classifier",
+    "pipeline_scorer",
+    "load_gold_reward",
+    "load_second_scorer",
+    "scorer_accuracy",
+    "train_bpe",
+    "sft_reviews",
+    "sft_tokenizer",
+    "review_windows",
+    "prompt_ids",
+    "perplexity",
+    "heldout_windows",
+    "sft_policy",
+    "ordered_pairs",
+    "odpo_score",
+    "pair_offsets",
+    "read_samples",
+    "generate_samples",
+    "pairs_from_samples",
+    "write_pairs",
+    "load_pairs",
+    "trainer_pairs",
+    "PreferenceData",
+    "preference_data",
+    "IMDbTask",
+]

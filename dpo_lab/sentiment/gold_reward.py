@@ -47,18 +47,19 @@ the hub ones put it (sign agreement on the benchmark fell from 0.85 to 0.83), so
 trained. Notebook 04 shows its accuracy on full reviews and on 48-word prefixes, and where it is
 wrong.
 """
+
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from .. import config as _config
 from ..runs import open_run
+from ..task import Scorer
 from .reviews import Reviews, text_list
 from .splits import PARTS, load_parts
 
@@ -71,8 +72,13 @@ PREFIX_WORDS = 48  # about the length of the policy's completions
 def _vectorizer(vocabulary=None, min_df: int = NGRAM_MIN_DF):
     from sklearn.feature_extraction.text import CountVectorizer
 
-    return CountVectorizer(ngram_range=(1, 2), binary=True, dtype=np.float64,
-                           vocabulary=vocabulary, min_df=1 if vocabulary is not None else min_df)
+    return CountVectorizer(
+        ngram_range=(1, 2),
+        binary=True,
+        dtype=np.float64,
+        vocabulary=vocabulary,
+        min_df=1 if vocabulary is not None else min_df,
+    )
 
 
 class NgramClassifier:
@@ -114,7 +120,7 @@ class NgramClassifier:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "NgramClassifier":
+    def load(cls, path: str | Path) -> NgramClassifier:
         """Read a classifier written by :meth:`save`."""
         path = Path(path)
         try:
@@ -161,32 +167,23 @@ def offline_classifier(profile: _config.Profile | None = None) -> tuple[NgramCla
     """
     profile = profile or _config.get_profile()
     reviews = load_parts(profile)["reward"]
-    labelled = reviews.select(np.flatnonzero(reviews.labels >= 0)[:profile.gold_reward_reviews or None])
-    cfg = {"classifier": "binary uni+bigram NB logistic regression", "C": NGRAM_C, "min_df": NGRAM_MIN_DF,
-           "reviews": reviews.source, "part": "reward", "parts": PARTS, "n_reviews": len(labelled)}
+    labelled = reviews.select(np.flatnonzero(reviews.labels >= 0)[: profile.gold_reward_reviews or None])
+    cfg = {
+        "classifier": "binary uni+bigram NB logistic regression",
+        "C": NGRAM_C,
+        "min_df": NGRAM_MIN_DF,
+        "reviews": reviews.source,
+        "part": "reward",
+        "parts": PARTS,
+        "n_reviews": len(labelled),
+    }
     run = open_run("gold_reward", cfg)
     if not run.finished:
         classifier = train_ngram_classifier(labelled.texts, labelled.labels)
         classifier.save(run.artifact("classifier.json"))
-        run.finish({"n_reviews": len(labelled), "n_features": len(classifier.terms),
-                    "bias": classifier.bias})
+        run.finish({"n_reviews": len(labelled), "n_features": len(classifier.terms), "bias": classifier.bias})
         return classifier, run.id
     return NgramClassifier.load(run.artifact("classifier.json")), run.id
-
-
-@dataclass(frozen=True)
-class Scorer:
-    """A sentiment scorer: ``scorer(texts)`` maps N texts to an (N,) float64 array in [0, 1], higher =
-    more positive. ``name`` identifies it in run configurations (the offline classifier's names its
-    run). Introduced in notebook 04.
-    """
-
-    name: str
-    score: Callable[[list[str]], np.ndarray]
-
-    def __call__(self, texts) -> np.ndarray:
-        texts = text_list(texts)
-        return np.asarray(self.score(texts), dtype=np.float64) if texts else np.zeros(0)
 
 
 def _positive_label(id2label: dict) -> str:
@@ -194,8 +191,9 @@ def _positive_label(id2label: dict) -> str:
     for candidate in names:
         if candidate.lower() in ("positive", "pos", "label_1"):
             return candidate
-    raise ValueError(f"the classifier's labels {sorted(names)} have no positive class "
-                     "(expected one of POSITIVE, POS, LABEL_1)")
+    raise ValueError(
+        f"the classifier's labels {sorted(names)} have no positive class (expected one of POSITIVE, POS, LABEL_1)"
+    )
 
 
 def pipeline_scorer(name: str | Path, batch_size: int = 32) -> Scorer:
@@ -207,8 +205,7 @@ def pipeline_scorer(name: str | Path, batch_size: int = 32) -> Scorer:
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    pipe = pipeline("text-classification", model=str(name), top_k=None, truncation=True,
-                    device=_config.device())
+    pipe = pipeline("text-classification", model=str(name), top_k=None, truncation=True, device=_config.device())
     positive = _positive_label(pipe.model.config.id2label)
 
     def score(texts: list[str]) -> np.ndarray:
@@ -232,8 +229,9 @@ def load_gold_reward(name: str | Path | None = None, profile: _config.Profile | 
         classifier, run_id = offline_classifier(profile)
         return Scorer(f"{OFFLINE}:{run_id}", classifier)
     if not isinstance(name, (str, Path)) or not str(name).strip():
-        raise ValueError(f"name must be None, {OFFLINE!r}, {VADER!r} or a classifier's hub name or folder, "
-                         f"got {name!r}")
+        raise ValueError(
+            f"name must be None, {OFFLINE!r}, {VADER!r} or a classifier's hub name or folder, got {name!r}"
+        )
     if name == VADER:
         return load_second_scorer()
     return pipeline_scorer(name)
@@ -249,8 +247,7 @@ def load_second_scorer() -> Scorer:
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
     analyzer = SentimentIntensityAnalyzer()
-    return Scorer(VADER, lambda texts: np.array([(analyzer.polarity_scores(t)["compound"] + 1.0) / 2.0
-                                                  for t in texts]))
+    return Scorer(VADER, lambda texts: np.array([(analyzer.polarity_scores(t)["compound"] + 1.0) / 2.0 for t in texts]))
 
 
 def scorer_accuracy(scorer: Callable, reviews: Reviews, n_words: int | None = None) -> float:
@@ -266,6 +263,5 @@ def scorer_accuracy(scorer: Callable, reviews: Reviews, n_words: int | None = No
     keep = np.flatnonzero(reviews.labels >= 0)
     if keep.size == 0:
         raise ValueError(f"reviews from {reviews.source} hold no labelled review")
-    texts = [reviews.texts[i] if n_words is None else " ".join(reviews.texts[i].split()[:n_words])
-             for i in keep]
+    texts = [reviews.texts[i] if n_words is None else " ".join(reviews.texts[i].split()[:n_words]) for i in keep]
     return float(np.mean((np.asarray(scorer(texts)) > 0.5) == (reviews.labels[keep] == 1)))

@@ -33,6 +33,7 @@ Token ids are the policy's: ``prompt_ids`` start with EOS (see ``sft.prompt_ids`
 keeps its EOS when it has one, so preference training must not append another
 (``train_preferences(..., add_eos=False)``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -46,10 +47,20 @@ from pathlib import Path
 import numpy as np
 
 from .. import config as _config
-from ..runs import Run, _atomic_write, open_run
+from ..runs import Run, atomic_write, open_run
 
-PAIR_FIELDS = ("prompt", "chosen", "rejected", "score_chosen", "score_rejected", "prompt_ids",
-               "chosen_ids", "rejected_ids", "offset", "prompt_index")
+PAIR_FIELDS = (
+    "prompt",
+    "chosen",
+    "rejected",
+    "score_chosen",
+    "score_rejected",
+    "prompt_ids",
+    "chosen_ids",
+    "rejected_ids",
+    "offset",
+    "prompt_index",
+)
 _ID_FIELDS = ("prompt_ids", "chosen_ids", "rejected_ids")
 _TEXT_FIELDS = ("prompt", "chosen", "rejected")
 _NUMBER_FIELDS = ("score_chosen", "score_rejected", "offset")
@@ -135,9 +146,18 @@ def read_samples(path: str | Path, repair: bool = False) -> list[dict]:
     return records
 
 
-def generate_samples(policy, tokenizer, prompts, scorer, path: str | Path, num_samples: int,
-                     max_new_tokens: int, seed: int, chunk_size: int = CHUNK_PROMPTS,
-                     progress: bool = True) -> list[dict]:
+def generate_samples(
+    policy,
+    tokenizer,
+    prompts,
+    scorer,
+    path: str | Path,
+    num_samples: int,
+    max_new_tokens: int,
+    seed: int,
+    chunk_size: int = CHUNK_PROMPTS,
+    progress: bool = True,
+) -> list[dict]:
     """Sample, score and append to ``path`` the records of every prompt not yet in it; returns all.
 
     ==============  ============================================================================
@@ -172,22 +192,37 @@ def generate_samples(policy, tokenizer, prompts, scorer, path: str | Path, num_s
         raise ValueError(f"{path} holds {len(records)} prompts but only {len(prompts)} were given")
     for number, (record, prompt) in enumerate(zip(records, prompts), start=1):
         if record.get("prompt") != prompt:
-            raise ValueError(f"{path}, line {number}: prompt {record.get('prompt')!r} is not prompt "
-                             f"{number - 1} of this generation ({prompt!r})")
+            raise ValueError(
+                f"{path}, line {number}: prompt {record.get('prompt')!r} is not prompt "
+                f"{number - 1} of this generation ({prompt!r})"
+            )
     bar = tqdm(total=len(prompts), initial=len(records), desc="samples", disable=not progress)
     for start in range(len(records), len(prompts), chunk_size):
-        chunk = prompts[start:start + chunk_size]
+        chunk = prompts[start : start + chunk_size]
         chunk_seed = int(np.random.SeedSequence([seed, start]).generate_state(1)[0])
-        out = sample(policy, tokenizer, prompt_ids(chunk, tokenizer), num_samples, max_new_tokens, chunk_seed,
-                     batch_size=len(chunk) * num_samples)
+        out = sample(
+            policy,
+            tokenizer,
+            prompt_ids(chunk, tokenizer),
+            num_samples,
+            max_new_tokens,
+            chunk_seed,
+            batch_size=len(chunk) * num_samples,
+        )
         scores = scorer([chunk[i] + text for i, text in zip(out.prompt_index, out.texts)])
         lines = []
         for i, prompt in enumerate(chunk):
             rows = range(i * num_samples, (i + 1) * num_samples)
-            lines.append({"index": start + i, "prompt": prompt, "prompt_ids": out.prompt_ids[rows[0]],
-                          "responses": [out.texts[r] for r in rows],
-                          "response_ids": [out.response_ids[r] for r in rows],
-                          "scores": [float(scores[r]) for r in rows]})
+            lines.append(
+                {
+                    "index": start + i,
+                    "prompt": prompt,
+                    "prompt_ids": out.prompt_ids[rows[0]],
+                    "responses": [out.texts[r] for r in rows],
+                    "response_ids": [out.response_ids[r] for r in rows],
+                    "scores": [float(scores[r]) for r in rows],
+                }
+            )
         with open(path, "a", encoding="utf-8") as fh:
             fh.write("".join(json.dumps(record) + "\n" for record in lines))
             fh.flush()
@@ -206,12 +241,21 @@ def pairs_from_samples(records) -> list[dict]:
     pairs = []
     for record in records:
         texts, ids, scores = record["responses"], record["response_ids"], record["scores"]
-        for w, l in ordered_pairs(scores):
-            if texts[w].strip() and texts[l].strip() and texts[w] != texts[l]:
-                pairs.append({"prompt": record["prompt"], "chosen": texts[w], "rejected": texts[l],
-                              "score_chosen": scores[w], "score_rejected": scores[l],
-                              "prompt_ids": record["prompt_ids"], "chosen_ids": ids[w],
-                              "rejected_ids": ids[l], "prompt_index": record["index"]})
+        for w, lose in ordered_pairs(scores):
+            if texts[w].strip() and texts[lose].strip() and texts[w] != texts[lose]:
+                pairs.append(
+                    {
+                        "prompt": record["prompt"],
+                        "chosen": texts[w],
+                        "rejected": texts[lose],
+                        "score_chosen": scores[w],
+                        "score_rejected": scores[lose],
+                        "prompt_ids": record["prompt_ids"],
+                        "chosen_ids": ids[w],
+                        "rejected_ids": ids[lose],
+                        "prompt_index": record["index"],
+                    }
+                )
     if pairs:
         offsets = pair_offsets([p["score_chosen"] for p in pairs], [p["score_rejected"] for p in pairs])
         for pair, offset in zip(pairs, offsets):
@@ -226,7 +270,7 @@ def write_pairs(pairs, path: str | Path) -> Path:
     """
     path = Path(path)
     lines = "".join(json.dumps({k: pair[k] for k in PAIR_FIELDS}) + "\n" for pair in pairs)
-    _atomic_write(path, lambda p: p.write_text(lines, encoding="utf-8"))
+    atomic_write(path, lambda p: p.write_text(lines, encoding="utf-8"))
     return path
 
 
@@ -246,12 +290,17 @@ def _check_pair(pair, where: str) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValueError(f"{where}: {key} must be a finite number, got {value!r}")
     if not pair["score_chosen"] > pair["score_rejected"]:
-        raise ValueError(f"{where}: score_chosen {pair['score_chosen']} is not above score_rejected "
-                         f"{pair['score_rejected']} (pairs are ordered and ties dropped)")
+        raise ValueError(
+            f"{where}: score_chosen {pair['score_chosen']} is not above score_rejected "
+            f"{pair['score_rejected']} (pairs are ordered and ties dropped)"
+        )
     for key in _ID_FIELDS:
         ids = pair[key]
-        if not (isinstance(ids, list) and ids and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0
-                                                      for t in ids)):
+        if not (
+            isinstance(ids, list)
+            and ids
+            and all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in ids)
+        ):
             raise ValueError(f"{where}: {key} must be a non-empty list of token ids")
 
 
@@ -330,25 +379,46 @@ def preference_data(profile: _config.Profile | None = None, policy=None, progres
     policy = policy or sft_policy(profile, progress=progress)
     scorer = load_gold_reward(profile=profile)
     prompts = train_prompts(profile)
-    cfg = {"policy": policy.run.id, "gold_reward": scorer.name, "n_prompts": len(prompts),
-           "prompts_sha256": hashlib.sha256("\n".join(prompts).encode("utf-8")).hexdigest(),
-           "samples_per_prompt": profile.samples_per_prompt, "max_new_tokens": profile.max_new_tokens,
-           "seed": profile.seed, "chunk_size": CHUNK_PROMPTS}
+    cfg = {
+        "policy": policy.run.id,
+        "gold_reward": scorer.name,
+        "n_prompts": len(prompts),
+        "prompts_sha256": hashlib.sha256("\n".join(prompts).encode("utf-8")).hexdigest(),
+        "samples_per_prompt": profile.samples_per_prompt,
+        "max_new_tokens": profile.max_new_tokens,
+        "seed": profile.seed,
+        "chunk_size": CHUNK_PROMPTS,
+    }
     run = open_run("pairs", cfg)
     samples_path, pairs_path = run.artifact("samples.jsonl"), run.artifact("pairs.jsonl")
     if not run.finished:
         # A sampling step is hundreds of tiny operations: a second thread mostly waits (lm.sampling).
         with torch_threads(profile.sample_threads) if profile.sample_threads else contextlib.nullcontext():
-            records = generate_samples(policy.model, policy.tokenizer, prompts, scorer, samples_path,
-                                       profile.samples_per_prompt, profile.max_new_tokens, profile.seed,
-                                       chunk_size=cfg["chunk_size"], progress=progress)
+            records = generate_samples(
+                policy.model,
+                policy.tokenizer,
+                prompts,
+                scorer,
+                samples_path,
+                profile.samples_per_prompt,
+                profile.max_new_tokens,
+                profile.seed,
+                chunk_size=cfg["chunk_size"],
+                progress=progress,
+            )
         pairs = pairs_from_samples(records)
         write_pairs(pairs, pairs_path)
         scores = np.array([r["scores"] for r in records])
         k = profile.samples_per_prompt
-        run.finish({"n_prompts": len(records), "n_pairs": len(pairs),
-                    "pairs_dropped": len(records) * k * (k - 1) // 2 - len(pairs),
-                    "mean_reward": float(scores.mean()),
-                    "eos_share": float(np.mean([ids[-1] == policy.tokenizer.eos_token_id
-                                                for r in records for ids in r["response_ids"]]))})
+        run.finish(
+            {
+                "n_prompts": len(records),
+                "n_pairs": len(pairs),
+                "pairs_dropped": len(records) * k * (k - 1) // 2 - len(pairs),
+                "mean_reward": float(scores.mean()),
+                "eos_share": float(
+                    np.mean([ids[-1] == policy.tokenizer.eos_token_id for r in records for ids in r["response_ids"]])
+                ),
+            }
+        )
     return PreferenceData(pairs_path, samples_path, run, run.result())

@@ -14,6 +14,7 @@ lengths         (N,) int   prefix lengths in GPT-2 tokens, each in [2, 8]
 prompts         (N,) str   decoded prefixes (a prefix may end inside a word, as in the paper)
 ==============  =========  ===============================================================
 """
+
 from __future__ import annotations
 
 from .. import config as _config
@@ -45,8 +46,7 @@ def make_prompts(texts, tokenizer) -> list[str]:
     heads = [" ".join(t.split()[:_HEAD_WORDS]) for t in texts]
     ids = tokenizer(heads, add_special_tokens=False)["input_ids"] if heads else []
     # A cut inside a multi-byte character decodes to U+FFFD; drop it with any trailing space.
-    return [tokenizer.decode(row[:prompt_length(text)]).rstrip("\ufffd").strip()
-            for row, text in zip(ids, texts)]
+    return [tokenizer.decode(row[: prompt_length(text)]).rstrip("\ufffd").strip() for row, text in zip(ids, texts)]
 
 
 def _part_prompts(part: str, n: int, profile: _config.Profile | None) -> list[str]:
@@ -55,8 +55,9 @@ def _part_prompts(part: str, n: int, profile: _config.Profile | None) -> list[st
     profile = profile or _config.get_profile()
     reviews = load_parts(profile)[part]
     if n > len(reviews):
-        raise ValueError(f"the {part!r} part of {reviews.source} holds {len(reviews)} reviews; "
-                         f"{n} prompts were asked for")
+        raise ValueError(
+            f"the {part!r} part of {reviews.source} holds {len(reviews)} reviews; {n} prompts were asked for"
+        )
     return make_prompts(reviews.texts[:n], load_tokenizer())
 
 

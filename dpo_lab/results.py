@@ -1,0 +1,192 @@
+"""Stored results as point tables: from frontier runs to one dict per evaluation, and how to select them.
+
+Introduced in notebook 06. Reads stored runs and trains nothing (numpy only, plus the run store).
+
+Frontier runs
+-------------
+``evaluation.frontier_runs`` finds them: training runs (kind ``"pref"`` of ``lm.train_preferences``)
+and the evaluation of pi_SFT itself (kind ``"sft_eval"``, method ``"sft"``: the level every method
+starts from, drawn as a dashed line), each tagged with a method of ``evaluation.METHODS``.
+:func:`stored_runs` picks the reader's own runs, else the reference runs shipped in ``data/runs``.
+
+Point tables
+------------
+:func:`load_points` turns runs into a list of *points*, one dict per evaluation, with the keys of the
+record without the ``eval/`` prefix (``dpo_lab.evaluation`` documents them, including a task's exact
+quantities when it has them) plus ``run``, ``method``, ``hyper_name``, ``hyper`` (NaN when the method
+has none), ``seed``, ``profile``, ``task`` and ``step``. Every function of ``dpo_lab.frontier`` and
+``dpo_lab.plots`` takes such a list; :func:`profile_of` and :func:`task_of` refuse a list that mixes
+profiles or tasks, since their rewards are not comparable.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .evaluation import DEFAULT_TASK, EVAL_KEYS, EVAL_PREFIX, METHODS, REFERENCE_METHOD, frontier_runs
+
+#: KL estimator name -> column of a point table.
+KL_ESTIMATORS = {"exact": "kl_exact", "logratio": "kl_logratio"}
+
+
+def reference_dir() -> Path:
+    """``<checkout>/data/runs``: the reference runs shipped with the package (data/README.md says
+    which profile, model, data and command made them).
+
+    Introduced in notebook 06.
+    """
+    from . import config
+
+    return config.project_root() / "data" / "runs"
+
+
+def stored_runs(root: str | Path | None = None, reference: str | Path | None = None) -> tuple[list, str]:
+    """The frontier runs to plot and a sentence saying where they come from.
+
+    Introduced in notebook 06. The reader's own runs (``root``, default ``<results>/runs`` of the
+    active profile) when there are any, else the reference runs (``reference``, default
+    :func:`reference_dir`). Their profile travels with every point, so a figure of the reference
+    runs says so even when another profile is active.
+    """
+    from .runs import runs_root
+
+    own_root = runs_root(root)
+    own = frontier_runs(own_root)
+    if own:
+        return own, f"your runs: {len(own)} frontier runs in {own_root}"
+    ref_root = Path(reference) if reference is not None else reference_dir()
+    ref = frontier_runs(ref_root) if ref_root.is_dir() else []
+    if ref:
+        return ref, f"reference runs: {len(ref)} frontier runs in {ref_root} (none of your own in {own_root})"
+    raise FileNotFoundError(
+        f"no frontier runs in {own_root} nor in {ref_root}: run notebook 05 (or python -m dpo_lab.sweep) first"
+    )
+
+
+def load_points(runs: Iterable) -> list[dict]:
+    """Every evaluation record of ``runs`` (``dpo_lab.runs.Run`` objects) as a list of points.
+
+    Introduced in notebook 06. Unfinished runs contribute the evaluations stored so far, so a sweep
+    can be plotted while it runs. Records without ``eval/reward`` (training steps) are skipped; an
+    evaluation record missing a key, or a config whose ``tag`` lacks ``method``/``seed``/``profile``/
+    the hyperparameter, is an error naming the file.
+    """
+    points = []
+    for run in runs:
+        cfg_file = Path(run.path) / "config.json"
+        tag = run.config.get("tag")
+        method = tag.get("method") if isinstance(tag, dict) else None
+        if method not in METHODS:
+            raise ValueError(f"{cfg_file}: 'tag' must hold a 'method' of {sorted(METHODS)}, got {method!r}")
+        hyper_name = METHODS[method].hyper_name
+        needed = ["seed", "profile"] + ([hyper_name] if hyper_name else [])
+        missing = [k for k in needed if k not in tag]
+        if missing:
+            raise ValueError(f"{cfg_file}: the tag of a {method} run lacks {missing}")
+        for record in run.metrics():
+            if EVAL_PREFIX + "reward" not in record:
+                continue
+            absent = [k for k in EVAL_KEYS if k not in record]
+            if absent or "step" not in record:
+                raise ValueError(
+                    f"{Path(run.path) / 'metrics.jsonl'}: evaluation record at step "
+                    f"{record.get('step')} lacks {absent or ['step']}"
+                )
+            # the task's exact quantities ride along when it has them
+            point = {k[len(EVAL_PREFIX) :]: float(v) for k, v in record.items() if k.startswith(EVAL_PREFIX)}
+            point.update(
+                run=run.id,
+                method=method,
+                hyper_name=hyper_name,
+                hyper=float(tag[hyper_name]) if hyper_name else math.nan,
+                seed=int(tag["seed"]),
+                profile=str(tag["profile"]),
+                task=str(tag.get("task", DEFAULT_TASK)),
+                step=int(record["step"]),
+            )
+            points.append(point)
+    return points
+
+
+def kl_column(kl: str) -> str:
+    """The point-table column of the KL estimator ``kl`` (a key of :data:`KL_ESTIMATORS`)."""
+    if kl not in KL_ESTIMATORS:
+        raise ValueError(f"kl: estimator must be one of {sorted(KL_ESTIMATORS)}, got {kl!r}")
+    return KL_ESTIMATORS[kl]
+
+
+def column(points: Sequence[dict], key: str) -> np.ndarray:
+    """The values of ``key`` over ``points`` as a float array, in the order of ``points``."""
+    return np.array([p[key] for p in points], dtype=float)
+
+
+def select_points(
+    points: Sequence[dict],
+    methods: Iterable[str] | None = None,
+    hyper_range: tuple[float, float] | None = None,
+    step_range: tuple[int, int] | None = None,
+) -> list[dict]:
+    """The points of the chosen ``methods`` whose hyperparameter lies in ``hyper_range`` and whose
+    step lies in ``step_range`` (both inclusive; None = no limit).
+
+    Introduced in notebook 06. Methods without a hyperparameter (Preferred-FT, the SFT reference)
+    pass any ``hyper_range``; the SFT reference passes any ``step_range`` too, since it is the
+    level every run starts from.
+    """
+    if methods is not None:
+        methods = set(methods)
+        unknown = methods - set(METHODS)
+        if unknown:
+            raise ValueError(f"methods: unknown {sorted(unknown)}; valid: {sorted(METHODS)}")
+    for name, rng in (("hyper_range", hyper_range), ("step_range", step_range)):
+        if rng is not None and (len(rng) != 2 or rng[0] > rng[1]):
+            raise ValueError(f"{name}: need (low, high) with low <= high, got {rng!r}")
+    out = []
+    for p in points:
+        if methods is not None and p["method"] not in methods:
+            continue
+        if hyper_range and p["hyper_name"] and not hyper_range[0] <= p["hyper"] <= hyper_range[1]:
+            continue
+        if step_range and p["method"] != REFERENCE_METHOD and not step_range[0] <= p["step"] <= step_range[1]:
+            continue
+        out.append(p)
+    return out
+
+
+def profile_of(points: Sequence[dict]) -> str:
+    """The one profile that made ``points``; mixing profiles in one figure or table is an error.
+
+    Introduced in notebook 06: it is how every figure says which profile made it (cpu-profile points
+    must never be read as gpt2-large results).
+    """
+    profiles = sorted({p["profile"] for p in points})
+    if len(profiles) != 1:
+        raise ValueError(f"points: need the runs of exactly one profile, got {profiles or 'no points'}")
+    return profiles[0]
+
+
+def task_of(points: Sequence[dict]) -> str:
+    """The one task whose runs made ``points``; rewards of two tasks are not comparable.
+
+    Introduced in notebook 06.
+    """
+    tasks = sorted({p["task"] for p in points})
+    if len(tasks) != 1:
+        raise ValueError(f"points: need the runs of exactly one task, got {tasks or 'no points'}")
+    return tasks[0]
+
+
+def last_points(points: Sequence[dict]) -> list[dict]:
+    """The last evaluation (largest step) of every run among ``points``, in input order of runs.
+
+    Introduced in notebook 06: with a step range chosen, this is "the policy at the end of that range".
+    """
+    last: dict[str, dict] = {}
+    for p in points:
+        if p["run"] not in last or p["step"] > last[p["run"]]["step"]:
+            last[p["run"]] = p
+    return list(last.values())

@@ -1,0 +1,34 @@
+"""Shared setup of the exact-task tests (tests/test_exact_*.py): the default task, a tiny pi_ref
+trained by the engine in a temporary run store, and a one-thread fixture (import the fixtures into a
+test module to use them)."""
+
+import numpy as np
+import pytest
+
+from dpo_lab.exact import train_reference
+from dpo_lab.lm import torch_threads
+
+# 100 steps of 32 sentences: about a second, and already far from uniform (KL(pi_ref || uniform) > 2).
+TINY_STEPS, TINY_BATCH = 100, 32
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from a second thread and lose a lot when other jobs share the cores."""
+    with torch_threads(1):
+        yield
+
+
+def tiny_reference(task, tmp_path_factory):
+    """pi_ref trained by ``train_reference`` (through ``lm.train_sft``) in a fresh temporary run store:
+    call it from a module-scoped fixture, so each test module trains it once."""
+    return train_reference(
+        task, steps=TINY_STEPS, batch_size=TINY_BATCH, run_root=tmp_path_factory.mktemp("exact_runs")
+    )
+
+
+def random_policy(task, rng, temperature: float = 3.0) -> np.ndarray:
+    """A random (P, K) policy: softmax of Gaussian logits of scale ``temperature`` (far from uniform)."""
+    from dpo_lab.exact import softmax_policy
+
+    return softmax_policy(temperature * rng.standard_normal((task.n_prompts, task.n_responses)))
