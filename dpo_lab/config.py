@@ -56,6 +56,17 @@ class Profile:
     n_head: int = 4
     n_positions: int = 128
 
+    # --- notebook 04: the exact task (enumerable; it runs the sweep with these sizes) ---------
+    exact_max_len: int = 3  # L: responses of at most 3 words, 1,111 per prompt
+    exact_ref_steps: int = 300  # SFT steps of its tiny pi_ref
+    exact_pairs: int = 20_000  # preference pairs sampled from pi_ref
+    exact_labels: str = "bt"  # "bt": Bradley-Terry on r*; "order": by r*'s order
+    exact_pref_steps: int = 600
+    exact_pref_batch_size: int = 64
+    exact_pref_lr: float = 3e-3
+    exact_eval_every: int = 100
+    exact_eval_samples: int = 64  # sampled responses per prompt for the estimators
+
     # --- notebook 04: the IMDb task ---------------------------------------------------------
     dataset_name: str | None = None  # "stanfordnlp/imdb" from the hub; None = bundled reviews
     gold_reward_name: str | None = None  # hub classifier; None = the offline classifier
@@ -134,6 +145,12 @@ PROFILES: dict[str, Profile] = {
         unlikelihood_alphas=(0.1, 1.0),
         seeds=(0,),
         sweep_workers=1,  # a worker process costs seconds to start; smoke runs take about one each
+        exact_ref_steps=60,
+        exact_pairs=2_000,
+        exact_pref_steps=12,
+        exact_pref_batch_size=16,
+        exact_eval_every=6,
+        exact_eval_samples=4,
     ),
     "cpu": Profile(
         name="cpu",

@@ -205,17 +205,19 @@ def context(profile: _config.Profile | None = None, task: str | Task | None = No
     evaluator.
 
     Introduced in notebook 05. ``task``: a name of ``task.TASKS`` (default IMDb) or a ``Task``; a
-    ``Task`` brings its own profile, which must be ``profile`` when both are given.
+    ``Task`` brings its own profile, which must have the name of ``profile`` when both are given.
+    ``Context.profile`` is the task's profile: the sizes every run of the context trains at.
     """
     from .lm import load_model
 
     p = profile or (task.profile if isinstance(task, Task) else _config.get_profile())
     if isinstance(task, Task):
-        if task.profile != p:
+        if task.profile.name != p.name:
             raise ValueError(f"task: its profile {task.profile.name!r} differs from profile {p.name!r}")
         t = task
     else:
         t = load_task(task, p)
+    p = t.profile  # the task's sizes (module docstring of dpo_lab.task)
     sft = t.reference(progress)
     pairs = t.preference_pairs(progress)
     ref = load_model(sft.path, device=_config.device()).eval()

@@ -52,7 +52,7 @@ from . import config as _config
 from .evaluation import DEFAULT_TASK, evaluation_record
 
 #: Task name -> "module:Class" of its implementation.
-TASKS: dict[str, str] = {DEFAULT_TASK: "dpo_lab.sentiment.task:IMDbTask"}
+TASKS: dict[str, str] = {DEFAULT_TASK: "dpo_lab.sentiment.task:IMDbTask", "exact": "dpo_lab.exact.task:ExactTask"}
 
 #: Keys every preference pair of a task carries (``score_*`` = gold reward of each side; ``offset`` =
 #: ODPO offset alpha * f(score difference) at alpha = 1, ODPO paper Eq. 15).
@@ -99,7 +99,8 @@ class Task(abc.ABC):
     """The parts of a preference experiment that a task supplies (module table).
 
     Introduced in notebook 05. Subclasses set ``name`` and implement the abstract methods; everything
-    follows ``self.profile``.
+    follows ``self.profile``, which a task may scale to its own sizes (the exact task does) but never
+    rename: the sweep runs at the task's profile.
     """
 
     name: str = ""

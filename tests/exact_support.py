@@ -19,16 +19,16 @@ def one_thread():
         yield
 
 
-def tiny_reference(task, tmp_path_factory):
+def tiny_reference(space, tmp_path_factory):
     """pi_ref trained by ``train_reference`` (through ``lm.train_sft``) in a fresh temporary run store:
-    call it from a module-scoped fixture, so each test module trains it once."""
-    return train_reference(
-        task, steps=TINY_STEPS, batch_size=TINY_BATCH, run_root=tmp_path_factory.mktemp("exact_runs")
-    )
+    call it from a module-scoped fixture, so each test module trains it once. On the CPU even where a
+    GPU is visible: the tests' tolerances are float32's, not bf16 autocast's."""
+    root = tmp_path_factory.mktemp("exact_runs")
+    return train_reference(space, steps=TINY_STEPS, batch_size=TINY_BATCH, run_root=root, device="cpu")
 
 
-def random_policy(task, rng, temperature: float = 3.0) -> np.ndarray:
+def random_policy(space, rng, temperature: float = 3.0) -> np.ndarray:
     """A random (P, K) policy: softmax of Gaussian logits of scale ``temperature`` (far from uniform)."""
     from dpo_lab.exact import softmax_policy
 
-    return softmax_policy(temperature * rng.standard_normal((task.n_prompts, task.n_responses)))
+    return softmax_policy(temperature * rng.standard_normal((space.n_prompts, space.n_responses)))

@@ -1,0 +1,101 @@
+"""The exact task as a :class:`dpo_lab.task.Task`: the experiment of the IMDb task on an enumerable one.
+
+Introduced in notebook 04. ``python -m dpo_lab.sweep --task exact`` trains every method of the grid on
+this task with the same trainers, run store and evaluator as the IMDb task, and every evaluation
+record also carries the task's exact quantities (``exact_evaluation``: ``eval/enum_kl``,
+``eval/enum_reward``, the exact frontier's reward at that KL and the gap to it, per prompt too).
+
+=========================  =====================================================================
+Task member                the exact task
+=========================  =====================================================================
+build_reference            ``reference.train_reference``: a tiny GPT-2 trained by ``lm.train_sft``
+train_prompts,             the task's prompts, both: the exact evaluation averages over the whole
+test_prompts               prompt distribution, as the bandit notebooks do (nothing is held out)
+prompt_ids                 ``[EOS] + word ids``, as the IMDb task
+preference_pairs           ``pairs.sample_pairs``: two distinct responses of pi_ref, labelled by
+                           Bradley-Terry on r* (``profile.exact_labels = "order"``: by r*'s order)
+gold_reward                r*(x, y) of prompt + response texts (``space.score``)
+second_scorer              the polarity of the same word values: 1 positive, 0.5 neutral, 0 negative.
+                           It does not pay for repetition, so it stays flat where r* is gamed
+exact_evaluation           ``quantities.evaluate`` against pi_ref's enumerated probabilities
+=========================  =====================================================================
+
+The experiment's sizes: a 27k-weight model trains in milliseconds per step, so the task runs the
+sweep with its own knobs (``profile.exact_*``) in place of the IMDb ones (``pref_*``, ``eval_*``,
+``max_new_tokens``). ``self.profile`` is that profile; its name stays the profile's, and every run's
+tag names the task, so the two tasks' runs never mix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import config as _config
+from ..task import Scorer, SFTPolicy, Task
+from .enumeration import policy_logprobs
+from .pairs import sample_pairs
+from .quantities import evaluate
+from .reference import train_reference
+from .space import Space, make_space
+from .vocab import prompt_ids
+
+
+def experiment_profile(profile: _config.Profile) -> _config.Profile:
+    """``profile`` with the exact task's sizes in the knobs the sweep reads (module docstring)."""
+    return profile.replace(
+        pref_steps=profile.exact_pref_steps,
+        pref_batch_size=profile.exact_pref_batch_size,
+        pref_micro_batch_size=profile.exact_pref_batch_size,
+        pref_lr=profile.exact_pref_lr,
+        pref_optimizer="adamw",
+        pref_warmup_steps=max(1, profile.exact_pref_steps // 20),
+        eval_every=profile.exact_eval_every,
+        eval_samples_per_prompt=profile.exact_eval_samples,
+        max_new_tokens=profile.exact_max_len,
+    )
+
+
+class ExactTask(Task):
+    """Continue a prompt of the exact task's words; every response can be listed (module table).
+
+    Introduced in notebook 04.
+    """
+
+    name = "exact"
+
+    def __init__(self, profile: _config.Profile | None = None):
+        super().__init__(experiment_profile(profile or _config.get_profile()))
+        self.space: Space = make_space(max_len=self.profile.exact_max_len)
+        self._ref_probs: np.ndarray | None = None
+
+    def build_reference(self, progress: bool = True) -> SFTPolicy:
+        ref = train_reference(self.space, steps=self.profile.exact_ref_steps, seed=self.profile.seed, progress=progress)
+        return SFTPolicy(ref.model, self.space.tokenizer, ref.path, ref.run, ref.result)
+
+    def ref_probs(self) -> np.ndarray:
+        """(P, K) pi_ref(y|x) of every response, enumerated once per task object."""
+        if self._ref_probs is None:
+            self._ref_probs = np.exp(policy_logprobs(self.reference(progress=False).model, self.space))
+        return self._ref_probs
+
+    def train_prompts(self) -> list[str]:
+        return list(self.space.prompts)
+
+    def test_prompts(self) -> list[str]:
+        return list(self.space.prompts)
+
+    def prompt_ids(self, prompts: list[str], tokenizer) -> list[list[int]]:
+        return prompt_ids(prompts, tokenizer)
+
+    def preference_pairs(self, progress: bool = True) -> list[dict]:
+        p = self.profile
+        return sample_pairs(self.space, self.ref_probs(), p.exact_pairs, seed=p.seed, labels=p.exact_labels)
+
+    def gold_reward(self) -> Scorer:
+        return Scorer(f"exact r* (scale {self.space.scale:.4g})", self.space.score)
+
+    def second_scorer(self) -> Scorer:
+        return Scorer("exact polarity", lambda texts: (np.sign(self.space.score(texts)) + 1.0) / 2.0)
+
+    def exact_evaluation(self, policy) -> dict:
+        return evaluate(policy, self.ref_probs(), self.space)

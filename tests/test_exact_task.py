@@ -1,0 +1,69 @@
+"""The exact task as a dpo_lab.task.Task: the sweep trains on it with the IMDb task's machinery, and every
+evaluation carries the exact quantities (tiny sizes, a temporary results folder; seconds)."""
+
+import numpy as np
+import pytest
+from exact_support import one_thread  # noqa: F401 - autouse fixture: one torch thread
+
+from dpo_lab import config, evaluation, results, sweep
+from dpo_lab.exact import ExactTask, enumerate_responses
+from dpo_lab.task import PAIR_KEYS, load_task
+
+TINY = config.get_profile("smoke").replace(
+    exact_ref_steps=30,
+    exact_pairs=300,
+    exact_pref_steps=4,
+    exact_pref_batch_size=8,
+    exact_eval_every=2,
+    exact_eval_samples=3,
+    dpo_betas=(0.1,),
+    unlikelihood_alphas=(0.5,),
+    seeds=(0,),
+)
+
+
+@pytest.fixture
+def task():
+    return ExactTask(TINY)
+
+
+def test_the_registry_builds_the_exact_task_at_its_own_sizes():
+    t = load_task("exact", TINY)
+    assert isinstance(t, ExactTask) and t.profile.name == TINY.name
+    assert (t.profile.pref_steps, t.profile.pref_batch_size, t.profile.eval_every) == (4, 8, 2)
+    assert t.profile.max_new_tokens == TINY.exact_max_len == t.space.max_len
+    assert t.train_prompts() == t.test_prompts() == list(t.space.prompts)
+
+
+def test_pairs_are_task_pairs_and_the_scorers_read_texts(task):
+    pairs = task.preference_pairs(progress=False)
+    assert len(pairs) == TINY.exact_pairs and all(set(PAIR_KEYS) <= set(p) for p in pairs)
+    texts = ["the film was great great", "the film was bad", "the film was"]
+    np.testing.assert_allclose(task.gold_reward()(texts), task.space.score(texts))
+    assert task.gold_reward()(texts)[0] > 0 > task.gold_reward()(texts)[1]
+    np.testing.assert_array_equal(task.second_scorer()(texts), [1.0, 0.0, 0.5])
+    # polarity does not pay for repetition; r* does (the gameable part)
+    assert task.second_scorer()(["the film was great great great"])[0] == task.second_scorer()(texts[:1])[0]
+
+
+def test_the_engine_can_produce_exactly_the_enumerated_responses(task):
+    ref = task.reference(progress=False)
+    assert len(enumerate_responses(len(task.space.words), task.profile.max_new_tokens)) == task.space.n_responses
+    np.testing.assert_allclose(task.ref_probs().sum(axis=1), 1.0, atol=1e-12)
+    assert task.exact_evaluation(ref.model)["eval/enum_kl"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_sweep_runs_on_the_exact_task_and_no_point_beats_the_exact_frontier(task):
+    ctx = sweep.context(task=task, progress=False)
+    assert ctx.task == "exact" and ctx.profile is task.profile
+    runs = [sweep.evaluate_sft(ctx).path]
+    for spec in (sweep.RunSpec("dpo", 0.1, 0), sweep.RunSpec("unlikelihood", 0.5, 0)):
+        result = sweep.train_run(spec, ctx, progress=False)
+        assert result.run.config["tag"]["task"] == "exact"
+        runs.append(result.run.path)
+    points = results.load_points([r for r in evaluation.frontier_runs() if r.path in runs])
+    assert results.task_of(points) == "exact" and len(points) == 1 + 2 * 2
+    for p in points:  # theorem (F): the exact frontier bounds every policy
+        assert p["enum_frontier_gap"] <= 1e-9 and p["enum_reward"] <= p["enum_frontier_reward"] + 1e-9
+    sft = next(p for p in points if p["method"] == "sft")
+    assert sft["enum_kl"] == pytest.approx(0.0, abs=1e-9)
