@@ -56,7 +56,7 @@ class Profile:
     n_head: int = 4
     n_positions: int = 128
 
-    # --- notebook 04: the exact task (enumerable; it runs the sweep with these sizes) ---------
+    # --- the exact task (dpo_lab.exact; enumerable; it runs the sweep with these sizes) -------
     exact_max_len: int = 3  # L: responses of at most 3 words, 1,111 per prompt
     exact_ref_steps: int = 300  # SFT steps of its tiny pi_ref
     exact_pairs: int = 20_000  # preference pairs sampled from pi_ref

@@ -1,9 +1,10 @@
 """The exact task: a language-model task small enough to enumerate, run by the IMDb task's engine.
 
-Introduced in notebook 04. The same engine as the IMDb task (``dpo_lab.lm``: ``gpt2_config``,
-``load_model``, ``sequence_logprobs``, ``sample``, ``train_sft``, ``train_preferences``) on a task whose
-every response can be listed, so that KL(pi || pi_ref), E_pi[r*], the optimum pi*_beta (DPO Eq. 4)
-and the reward-KL frontier are computed exactly instead of estimated from samples.
+No notebook introduces it yet (issue 13: one between notebooks 03 and 04). The same engine as the
+IMDb task (``dpo_lab.lm``: ``gpt2_config``, ``load_model``, ``sequence_logprobs``, ``sample``,
+``train_sft``, ``train_preferences``) on a task whose every response can be listed, so that
+KL(pi || pi_ref), E_pi[r*], the optimum pi*_beta (DPO Eq. 4) and the reward-KL frontier are computed
+exactly instead of estimated from samples.
 
 * 10 real words plus EOS (:data:`WORDS`), 4 prompts (:data:`PROMPTS`: "the film was", "the movie
   is", "the movie was not", "the film is not"), responses of at most L = 3 words: K = 1,111 per

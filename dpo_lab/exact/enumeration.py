@@ -1,6 +1,6 @@
 """Exact policies: log pi(y|x) of every response of every prompt, by enumeration through the engine.
 
-Introduced in notebook 04 (the exact task, :mod:`dpo_lab.exact`). For a model pi (any causal LM over the task's
+Introduced with the exact task (:mod:`dpo_lab.exact`, no notebook yet). For a model pi (any causal LM over the task's
 V + 1 tokens) and prompt x, the K responses of :mod:`dpo_lab.exact.responses` are scored with the
 engine's own ``dpo_lab.lm.sequence_logprobs(model, prompt_ids, response_ids, add_eos=False)``, the
 exact summed log-prob (DPO paper Eq. 7 is built from it):

@@ -1,6 +1,6 @@
 """Preference pairs for the exact task: two responses from pi_ref, labelled by the known gold reward.
 
-Introduced in notebook 04 (the exact task, :mod:`dpo_lab.exact`). For each pair, as in the DPO paper's
+Introduced with the exact task (:mod:`dpo_lab.exact`, no notebook yet). For each pair, as in the DPO paper's
 controlled-sentiment setup (Sec. 6.1: completions from pi_SFT, labelled by the gold reward):
 
     x ~ uniform over the prompts

@@ -1,6 +1,6 @@
 """Exact KL, expected reward, the optimum pi*_beta and the reward-KL frontier of the exact task.
 
-Introduced in notebook 04 (the exact task, :mod:`dpo_lab.exact`). The prompts are the contexts and the K
+Introduced with the exact task (:mod:`dpo_lab.exact`, no notebook yet). The prompts are the contexts and the K
 enumerated responses the arms of a ``dpo_lab.bandits`` bandit, so every quantity here is the bandit
 function applied to exact (P, K) arrays, not a second derivation:
 

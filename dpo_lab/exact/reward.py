@@ -1,6 +1,6 @@
 """The gold reward r*(x, y) of the exact task: a word-sentiment score that a policy can game.
 
-Introduced in notebook 04 (the exact task, :mod:`dpo_lab.exact`). In the spirit of the IMDb task's gold reward
+Introduced with the exact task (:mod:`dpo_lab.exact`, no notebook yet). In the spirit of the IMDb task's gold reward
 (a sentiment classifier's P(positive) of prompt + response), but a formula, so it is known exactly,
 deterministic and cheap for all K responses of every prompt:
 

@@ -1,6 +1,6 @@
 """The exact task in one object: vocabulary, tokenizer, prompts, every response and the gold reward.
 
-Introduced in notebook 04 (the exact task, :mod:`dpo_lab.exact`). :func:`make_space` checks its arguments once and
+Introduced with the exact task (:mod:`dpo_lab.exact`, no notebook yet). :func:`make_space` checks its arguments once and
 builds everything the other modules need; an :class:`Space` is read-only. Seen as a bandit
 (``dpo_lab.bandits``), the prompts are the contexts and the K enumerated responses are the arms:
 ``space.bandit(ref_probs)`` is that bandit with pi_ref's exact probabilities.

@@ -1,8 +1,8 @@
 """The exact task as a :class:`dpo_lab.task.Task`: the experiment of the IMDb task on an enumerable one.
 
-Introduced in notebook 04. ``python -m dpo_lab.sweep --task exact`` trains every method of the grid on
-this task with the same trainers, run store and evaluator as the IMDb task, and every evaluation
-record also carries the task's exact quantities (``exact_evaluation``: ``eval/enum_kl``,
+Introduced with the exact task (no notebook yet). ``python -m dpo_lab.sweep --task exact`` trains
+every method of the grid on this task with the same trainers, run store and evaluator as the IMDb
+task, and every evaluation record also carries the task's exact quantities (``exact_evaluation``: ``eval/enum_kl``,
 ``eval/enum_reward``, the exact frontier's reward at that KL and the gap to it, per prompt too).
 
 =========================  =====================================================================
@@ -58,7 +58,7 @@ def experiment_profile(profile: _config.Profile) -> _config.Profile:
 class ExactTask(Task):
     """Continue a prompt of the exact task's words; every response can be listed (module table).
 
-    Introduced in notebook 04.
+    Introduced with the exact task (no notebook yet).
     """
 
     name = "exact"
