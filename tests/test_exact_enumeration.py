@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from exact_support import TINY_BATCH, TINY_STEPS, one_thread, tiny_reference  # noqa: F401 (autouse fixture)
+from exact_support import TINY_BATCH, TINY_STEPS, one_thread  # noqa: F401 (autouse fixture)
 
 from dpo_lab import bandits, lm
 from dpo_lab.exact import (
@@ -18,16 +18,6 @@ from dpo_lab.exact import (
     train_reference,
 )
 from dpo_lab.exact.reference import FLOOR
-
-
-@pytest.fixture(scope="module")
-def space():
-    return make_space()
-
-
-@pytest.fixture(scope="module")
-def reference(space, tmp_path_factory):
-    return tiny_reference(space, tmp_path_factory)
 
 
 def random_model(space, seed=1):

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from exact_support import one_thread, random_policy, tiny_reference  # noqa: F401 (autouse fixture)
+from exact_support import one_thread, random_policy  # noqa: F401 (autouse fixture)
 
 from dpo_lab import bandits
 from dpo_lab.exact import (
@@ -17,7 +17,6 @@ from dpo_lab.exact import (
     frontier_gap,
     frontier_reward,
     log_partition,
-    make_space,
     optimal_policy,
     policy_logprobs,
     reward_from_policy,
@@ -25,16 +24,6 @@ from dpo_lab.exact import (
 
 BETAS = (1e-3, 0.05, 0.1, 1.0, 5.0, 1e3)
 PAPER_BETAS = (0.05, 0.1, 1.0, 5.0)
-
-
-@pytest.fixture(scope="module")
-def space():
-    return make_space()
-
-
-@pytest.fixture(scope="module")
-def reference(space, tmp_path_factory):
-    return tiny_reference(space, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -3,28 +3,17 @@ reward, and accepted by the engine's preference trainer."""
 
 import numpy as np
 import pytest
-from exact_support import one_thread, tiny_reference  # noqa: F401 (autouse fixture)
+from exact_support import one_thread  # noqa: F401 (autouse fixture)
 
 from dpo_lab import lm
 from dpo_lab.exact import (
     chain_probs,
     evaluate,
-    make_space,
     pair_arrays,
     policy_logprobs,
     sample_pairs,
     trainer_pairs,
 )
-
-
-@pytest.fixture(scope="module")
-def space():
-    return make_space()
-
-
-@pytest.fixture(scope="module")
-def reference(space, tmp_path_factory):
-    return tiny_reference(space, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -47,9 +47,9 @@ from .logprobs import eos_id_of, pack_pairs, packing_capacity, prepare_pairs, se
 from .model import model_device
 from .train import (
     Settings,
+    make_settings,
     TrainResult,
     batch_indices,
-    check_settings,
     fingerprint,
     finished_result,
     run_identity,
@@ -197,21 +197,7 @@ def train_preferences(
     _check_loss_kwargs(loss, loss_kwargs)
     if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta > 0):
         raise ValueError(f"beta must be a finite number > 0, got {beta!r}")
-    micro = batch_size if micro_batch_size is None else micro_batch_size
-    s = Settings(
-        steps,
-        batch_size,
-        micro,
-        lr,
-        optimizer,
-        warmup_steps,
-        lr_schedule,
-        weight_decay,
-        max_grad_norm,
-        seed,
-        eval_every,
-    )
-    check_settings(s, eval_fn)
+    s = make_settings(locals(), eval_fn)
     columns = _preference_columns(pairs, loss)
     prompts, chosen = prepare_pairs(policy, columns["prompt_ids"], columns["chosen_ids"], add_eos)
     _, rejected = prepare_pairs(policy, prompts, columns["rejected_ids"], add_eos)

@@ -115,6 +115,17 @@ def check_settings(s: Settings, eval_fn) -> None:
         raise ValueError(f"eval_fn must be callable, got {type(eval_fn).__name__}")
 
 
+def make_settings(args: dict, eval_fn) -> Settings:
+    """The checked :class:`Settings` of a trainer call from its arguments (its ``locals()``, taken
+    before any argument is reassigned): each field by name, ``micro_batch_size`` None = ``batch_size``."""
+    values = {field.name: args[field.name] for field in dataclasses.fields(Settings)}
+    if values["micro_batch_size"] is None:
+        values["micro_batch_size"] = values["batch_size"]
+    s = Settings(**values)
+    check_settings(s, eval_fn)
+    return s
+
+
 def learning_rate(step: int, lr: float, steps: int, warmup_steps: int = 0, schedule: str = "constant") -> float:
     """Learning rate of update ``step`` (1-based) out of ``steps``: linear warmup from 0 to ``lr``
     over ``warmup_steps`` (DPO paper App. B), then constant or a cosine decay to 0 at the last step.
@@ -308,21 +319,7 @@ def train_sft(
 
     Introduced in notebook 04.
     """
-    micro = batch_size if micro_batch_size is None else micro_batch_size
-    s = Settings(
-        steps,
-        batch_size,
-        micro,
-        lr,
-        optimizer,
-        warmup_steps,
-        lr_schedule,
-        weight_decay,
-        max_grad_norm,
-        seed,
-        eval_every,
-    )
-    check_settings(s, eval_fn)
+    s = make_settings(locals(), eval_fn)
     seqs = as_id_lists("sequences", sequences)
     if not seqs:
         raise ValueError("sequences is empty; pass a list of token-id lists")
