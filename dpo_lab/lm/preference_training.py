@@ -47,11 +47,11 @@ from .logprobs import eos_id_of, pack_pairs, packing_capacity, prepare_pairs, se
 from .model import model_device
 from .train import (
     Settings,
-    make_settings,
     TrainResult,
     batch_indices,
     fingerprint,
     finished_result,
+    make_settings,
     run_identity,
     train_loop,
 )
