@@ -105,3 +105,44 @@ def test_run_label_reads_the_tag(tmp_path):
     assert ev.run_label(make_run(tmp_path, "preferred_ft", None, 0, [(1, 0.5, 1.0)])) == "Preferred-FT seed 0"
     with pytest.raises(ValueError, match="config.json.*no frontier tag"):
         ev.run_label(runs.open_run("pref", {"tag": {}}, tmp_path))
+
+
+def _kl(value=1.0):
+    return {"kl_logratio": value, "kl_logratio_se": 0.1, "kl_exact": value, "kl_exact_se": 0.05}
+
+
+def test_evaluation_record_carries_a_tasks_exact_quantities():
+    rec = ev.evaluation_record(
+        3,
+        [0.5, 0.7],
+        [0.4, 0.6],
+        _kl(),
+        ["a", "b"],
+        [[1, EOS], [2]],
+        EOS,
+        exact={"eval/enum_kl": 1.25, "eval/enum_reward/0": np.float64(0.5)},
+    )
+    assert rec["eval/enum_kl"] == 1.25 and rec["eval/enum_reward/0"] == 0.5
+    assert set(rec) == {"step", *ev.EVAL_KEYS, "eval/enum_kl", "eval/enum_reward/0"}
+
+
+@pytest.mark.parametrize(
+    "exact, match",
+    [
+        ({"enum_kl": 1.0}, "start with 'eval/'"),
+        ({"eval/reward": 1.0}, "differ from EVAL_KEYS"),
+        ({"eval/enum_kl": float("inf")}, "non-finite"),
+        ({"eval/enum_kl": True}, "non-numbers"),
+        ({"eval/enum_kl": "1.0"}, "non-numbers"),
+    ],
+)
+def test_evaluation_record_refuses_bad_exact_quantities(exact, match):
+    with pytest.raises(ValueError, match=match):
+        ev.evaluation_record(3, [0.5, 0.7], [0.4, 0.6], _kl(), ["a", "b"], [[1, EOS], [2]], EOS, exact=exact)
+
+
+def test_describe_names_a_grid_cell_and_refuses_unknown_methods():
+    assert ev.describe("dpo", 0.1, 0) == "DPO beta=0.1 seed 0"
+    assert ev.describe("preferred_ft", None, 2) == "Preferred-FT seed 2"
+    with pytest.raises(ValueError, match="method: need one of"):
+        ev.describe("ppo", 0.1, 0)

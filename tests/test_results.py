@@ -87,6 +87,15 @@ def test_profile_of_refuses_mixed_profiles():
         results.profile_of([])
 
 
+def test_task_of_refuses_mixed_tasks_and_old_runs_are_imdb_runs(tmp_path):
+    assert results.task_of([point(task="exact"), point(task="exact")]) == "exact"
+    with pytest.raises(ValueError, match="exactly one task"):
+        results.task_of([point(task="exact"), point()])
+    # a run made before tasks existed names none in its tag: it is a run of the default task
+    [old] = results.load_points([make_run(tmp_path, "dpo", 0.1, 0, [(10, 0.6, 1.0)])])
+    assert old["task"] == ev.DEFAULT_TASK == "imdb"
+
+
 def test_last_points_keeps_the_largest_step_per_run():
     pts = [point(run="a", step=10), point(run="a", step=30), point(run="b", step=5), point(run="a", step=20)]
     assert [(p["run"], p["step"]) for p in results.last_points(pts)] == [("a", 30), ("b", 5)]
