@@ -4,7 +4,8 @@ Introduced in notebook 05. DPO paper Sec. 6.1 (Fig. 2) and ODPO paper Sec. 6.1: 
 pi_SFT and its preference pairs (``dpo_lab.task.Task``; default the IMDb task,
 ``dpo_lab.sentiment.IMDbTask``), train one policy per (method, hyperparameter, seed) and evaluate it
 every ``eval_every`` steps on the same held-out prompts (``dpo_lab.task.Evaluator``). Each evaluation
-is one point of the reward-KL frontier (``dpo_lab.frontier`` reads them; this module never imports it).
+is one point of the reward-KL frontier (``dpo_lab.results`` and ``dpo_lab.frontier`` read them; this module
+imports neither).
 
 The grid (:func:`grid`), with the losses of ``dpo_lab.losses`` (h = log-ratio margin, DPO Eq. 7):
 
