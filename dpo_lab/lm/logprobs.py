@@ -1,6 +1,6 @@
 """Exact log-probabilities of responses given prompts: the quantity every DPO loss is built from.
 
-Introduced in notebook 04. For a prompt x and a response y = (y_1, ..., y_R) (EOS included),
+Introduced in notebook 05. For a prompt x and a response y = (y_1, ..., y_R) (EOS included),
 
     log pi(y | x) = sum_{t=1..R} log pi(y_t | x, y_<t)            (DPO paper Eq. 7 needs this sum)
 
@@ -122,7 +122,7 @@ def prepare_pairs(
     empty prompt or response, ids outside ``[0, vocab_size)``, a response already ending in EOS when
     ``add_eos=True``, and a pair longer than the model's context (module docstring, rules 4-5).
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     prompts = as_id_lists("prompt_ids", prompt_ids)
     responses = as_id_lists("response_ids", response_ids)
@@ -190,43 +190,47 @@ def pack_pairs(
     ``capacity`` tokens (first fit, longest first); ``None`` puts one sequence in each row. Rows are
     right-padded with ``pad_id``. Inputs must already be validated (:func:`prepare_pairs`).
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     lengths = [len(p) + len(r) for p, r in zip(prompts, responses)]
     rows: list[list[int]] = []
     fill: list[int] = []
     for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
-        free = [k for k in range(len(rows)) if capacity and fill[k] + lengths[i] <= capacity]
-        if free:
-            rows[free[0]].append(i)
-            fill[free[0]] += lengths[i]
-        else:
+        # First fit: the first row with room, else a new row.
+        k = next((k for k in range(len(rows)) if fill[k] + lengths[i] <= capacity), None) if capacity else None
+        if k is None:
             rows.append([i])
             fill.append(lengths[i])
-    input_ids = torch.full((len(rows), max(fill)), pad_id, dtype=torch.long)
-    position_ids = torch.zeros_like(input_ids)
-    predict_mask = torch.zeros_like(input_ids, dtype=torch.bool)
+        else:
+            rows[k].append(i)
+            fill[k] += lengths[i]
+    # Built as Python lists and converted once: a torch call per sequence costs more than the
+    # forward pass of a small model (this runs once per training step).
+    width = max(fill)
+    ids, positions, predict = [], [], []
     targets, target_seq, target_pos = [], [], []
     for k, row in enumerate(rows):
-        start = 0
+        row_ids, row_pos, row_predict = [], [], []
         for i in row:
             p, r = len(prompts[i]), len(responses[i])
-            input_ids[k, start : start + p + r] = torch.tensor(list(prompts[i]) + list(responses[i]))
-            position_ids[k, start : start + p + r] = torch.arange(p + r)
+            row_ids += list(prompts[i]) + list(responses[i])
+            row_pos += range(p + r)
             # Position t predicts token t + 1: response tokens p .. p+r-1 are predicted at p-1 .. p+r-2.
-            predict_mask[k, start + p - 1 : start + p + r - 1] = True
-            targets += list(responses[i])
+            row_predict += [False] * (p - 1) + [True] * r + [False]
+            targets += responses[i]
             target_seq += [i] * r
             target_pos += range(r)
-            start += p + r
-        last = start - p - r
-        position_ids[k, start:] = torch.arange(start, input_ids.shape[1]) - last
+        pad = width - fill[k]
+        ids.append(row_ids + [pad_id] * pad)
+        # Padding continues the last sequence's positions (as if it were longer), never restarts at 0.
+        positions.append(row_pos + list(range(row_pos[-1] + 1, row_pos[-1] + 1 + pad)))
+        predict.append(row_predict + [False] * pad)
     longest = max(len(r) for r in responses)
     response_mask = torch.arange(longest)[None, :] < torch.tensor([len(r) for r in responses])[:, None]
     return PackedPairs(
-        input_ids,
-        position_ids,
-        predict_mask,
+        torch.tensor(ids),
+        torch.tensor(positions),
+        torch.tensor(predict),
         torch.tensor(targets),
         torch.tensor(target_seq),
         torch.tensor(target_pos),
@@ -245,7 +249,7 @@ def packing_capacity(model) -> int | None:
     after [1, 1, 1]. Recent transformers (5.x) pass; a version that ignores restarting position ids
     would let the second sequence attend to the first and fails.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     if model not in _PACKING_PROBED:
         device = model_device(model)
@@ -271,7 +275,7 @@ def response_logits(model, batch: PackedPairs) -> torch.Tensor:
     No attention mask is passed: padding sits at the end of each row, after every real token, so
     causal attention keeps it out; packed sequences are kept apart by their restarting position ids.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     with autocast(batch.input_ids.device):
         hidden = model.base_model(
@@ -291,7 +295,7 @@ def token_logprobs(model, batch: PackedPairs) -> torch.Tensor:
     ``cross_entropy`` turns the ``(n, V)`` response logits into log-probs of the targets in one
     fused call, without keeping a separate log-softmax tensor (module docstring, rule 6).
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     logps = -F.cross_entropy(response_logits(model, batch), batch.targets, reduction="none")
     return per_sequence(logps, batch)
@@ -334,7 +338,7 @@ def sequence_logprobs(
     are invariant to batch size, order and padding (module docstring). Bad inputs raise
     ``ValueError`` naming the argument (:func:`prepare_pairs`).
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
