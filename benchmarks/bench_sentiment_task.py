@@ -1,6 +1,6 @@
-"""Time notebook 04 against its budget: smoke under 3 minutes, cpu under 20 minutes on 2 cores.
+"""Time notebook 05 against its budget: smoke under 3 minutes, cpu under 20 minutes on 2 cores.
 
-Executes ``notebooks/04_sentiment_task.ipynb`` in a profile with a results folder of its own (fresh by
+Executes ``notebooks/05_sentiment_task.ipynb`` in a profile with a results folder of its own (fresh by
 default, so pi_SFT, the gold reward and the preference data are all built, as on a first run) and
 prints the wall time, the time of the SFT steps and of the sampling of the pairs, and the load average
 before and after: the machines these numbers come from are shared, and a load above the core count
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     from dpo_lab.reproduce import execute
 
     profile = config.get_profile()
-    notebook = config.project_root() / "notebooks" / "04_sentiment_task.ipynb"
+    notebook = config.project_root() / "notebooks" / "05_sentiment_task.ipynb"
     out_dir = config.results_dir(profile) / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()
 
     print(
-        f"notebook 04, profile {profile.name}: {seconds:.0f} s "
+        f"notebook 05, profile {profile.name}: {seconds:.0f} s "
         f"(budget {BUDGET_SECONDS.get(profile.name, 'none')} s) on {os.cpu_count()} cores"
     )
     print(f"load average (1, 5, 15 min) before {load_before}, after {load_after}")

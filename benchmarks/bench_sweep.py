@@ -1,15 +1,15 @@
-"""Cost of the notebook-05 sweep (dpo_lab.sweep) and of notebooks 05 + 06, against the budgets of issue 7.
+"""Cost of the notebook-06 sweep (dpo_lab.sweep) and of notebooks 06 + 07, against the budgets of issue 7.
 
-Budgets: smoke notebooks 05 + 06 together under 5 minutes on 2 cores; the cpu sweep under 45 minutes
+Budgets: smoke notebooks 06 + 07 together under 5 minutes on 2 cores; the cpu sweep under 45 minutes
 on 2 cores. Three measurements, each optional:
 
 * ``--model`` (default): for the active profile, seconds of one evaluation (pi_SFT on the held-out
   prompts), seconds per training step of a short DPO run, and the sweep time they predict:
   runs x (steps x step + evaluations x evaluation) / workers.
 * ``--sweep``: the whole sweep, timed, in a scratch results folder (``run_sweep`` with the profile's
-  workers). The scratch folder links the active results' cached runs of notebook 04 (tokenizer,
+  workers). The scratch folder links the active results' cached runs of notebook 05 (tokenizer,
   pi_SFT, gold classifier, pairs), so only the sweep itself is timed.
-* ``--notebooks``: notebooks 04 (untimed, it builds the cached assets), 05 and 06 executed in the smoke
+* ``--notebooks``: notebooks 05 (untimed, it builds the cached assets), 06 and 07 executed in the smoke
   profile in a scratch results folder, the way ``make test`` runs them.
 
 Every line prints the load average: the machine is shared, and other jobs slow every number here.
@@ -31,7 +31,7 @@ from pathlib import Path
 from dpo_lab import config, evaluation, sweep
 from dpo_lab.runs import list_runs, runs_root
 
-NOTEBOOKS = ("04_sentiment_task.ipynb", "05_dpo_gpt2.ipynb", "06_reward_kl_frontier.ipynb")
+NOTEBOOKS = ("05_sentiment_task.ipynb", "06_dpo_gpt2.ipynb", "07_reward_kl_frontier.ipynb")
 
 
 def load() -> str:
@@ -96,7 +96,7 @@ def measure(profile) -> None:
 
 
 def time_sweep(profile) -> None:
-    """The whole sweep in a scratch results folder (assets of notebook 04 linked, not rebuilt)."""
+    """The whole sweep in a scratch results folder (assets of notebook 05 linked, not rebuilt)."""
     scratch = scratch_results(profile)
     env = {**os.environ, config.RESULTS_ENV_VAR: str(scratch), config.ENV_VAR: profile.name}
     print(f"whole sweep in {scratch} ... [{load()}]", flush=True)
@@ -106,7 +106,7 @@ def time_sweep(profile) -> None:
 
 
 def time_notebooks() -> None:
-    """Notebooks 04 (untimed), 05 and 06 in the smoke profile, in a scratch results folder."""
+    """Notebooks 05 (untimed), 06 and 07 in the smoke profile, in a scratch results folder."""
     from dpo_lab.reproduce import execute
 
     scratch = Path(tempfile.mkdtemp(prefix="bench_notebooks_"))
@@ -116,14 +116,14 @@ def time_notebooks() -> None:
     for name, sec in seconds.items():
         note = " (builds the cached assets; not in the budget)" if name == NOTEBOOKS[0] else ""
         print(f"smoke {name}: {sec:.0f} s{note}")
-    print(f"smoke notebooks 05 + 06: {seconds[NOTEBOOKS[1]] + seconds[NOTEBOOKS[2]]:.0f} s (budget 300 s)  [{load()}]")
+    print(f"smoke notebooks 06 + 07: {seconds[NOTEBOOKS[1]] + seconds[NOTEBOOKS[2]]:.0f} s (budget 300 s)  [{load()}]")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="store_true", help="evaluation and step times, predicted sweep time")
     parser.add_argument("--sweep", action="store_true", help="time the whole sweep (scratch results folder)")
-    parser.add_argument("--notebooks", action="store_true", help="time smoke notebooks 05 + 06")
+    parser.add_argument("--notebooks", action="store_true", help="time smoke notebooks 06 + 07")
     args = parser.parse_args(argv)
     profile = config.get_profile()
     print(f"bench_sweep: profile {profile.name}, {os.cpu_count()} cores, results {runs_root()}  [{load()}]")

@@ -48,7 +48,7 @@ class Profile:
     bandit_betas: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0)  # beta sweep of the loss family, nb 03
     bandit_ranked_prompts: int = 500  # prompts x 4 responses ranked by reward (6 pairs each), nb 03
 
-    # --- language model (notebooks 04-05) ---------------------------------------------------
+    # --- language model (notebooks 05-06) ---------------------------------------------------
     model_name: str | None = None  # hub name or local path; None = a fresh GPT-2 of the sizes below
     tokenizer_name: str | None = None  # None = offline GPT-2 BPE (lm.load_tokenizer)
     n_layer: int = 4
@@ -67,7 +67,7 @@ class Profile:
     exact_eval_every: int = 100
     exact_eval_samples: int = 64  # sampled responses per prompt for the estimators
 
-    # --- notebook 04: the IMDb task ---------------------------------------------------------
+    # --- notebook 05: the IMDb task ---------------------------------------------------------
     dataset_name: str | None = None  # "stanfordnlp/imdb" from the hub; None = bundled reviews
     gold_reward_name: str | None = None  # hub classifier; None = the offline classifier
     gold_reward_reviews: int = 0  # reviews of the "reward" part the offline classifier trains on; 0 = all
@@ -83,7 +83,7 @@ class Profile:
     max_new_tokens: int = 48
     n_test_prompts: int = 256  # held-out prompts for evaluation
 
-    # --- notebook 05: preference training sweep ---------------------------------------------
+    # --- notebook 06: preference training sweep ---------------------------------------------
     pref_optimizer: str = "adamw"  # paper: "rmsprop"
     pref_lr: float = 2e-4  # paper: 1e-6; at cpu scale 1e-4 moves the reward gently, 3e-4 into hacking (REFERENCE.md 8)
     pref_warmup_steps: int = 10  # paper: 150

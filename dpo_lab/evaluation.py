@@ -1,6 +1,6 @@
 """What an evaluation of a policy is: the method registry, the evaluation record and its text statistics.
 
-Introduced in notebook 05. Both sides of the experiment import this module: the sweep
+Introduced in notebook 06. Both sides of the experiment import this module: the sweep
 (``dpo_lab.sweep``, through the task's evaluator ``dpo_lab.task.Evaluator``) writes records, and the
 analysis (``dpo_lab.frontier``) and figures (``dpo_lab.plots``) read them. It imports numpy only,
 so reading results never pulls in the training stack.
@@ -63,7 +63,7 @@ class Method:
     color: str
 
 
-#: Every method the sweep trains (notebook 05), plus the pi_SFT reference. The order is the order of
+#: Every method the sweep trains (notebook 06), plus the pi_SFT reference. The order is the order of
 #: legends and tables.
 METHODS: dict[str, Method] = {
     "sft": Method("SFT (pi_ref)", None, "black"),
@@ -105,7 +105,7 @@ _KL_KEYS = ("kl_logratio", "kl_logratio_se", "kl_exact", "kl_exact_se")
 def describe(method: str, hyper: float | None, seed: int) -> str:
     """A grid cell in words, e.g. "DPO beta=0.1 seed 0" or "Preferred-FT seed 2".
 
-    Introduced in notebook 05.
+    Introduced in notebook 06.
     """
     if method not in METHODS:
         raise ValueError(f"method: need one of {sorted(METHODS)}, got {method!r}")
@@ -116,7 +116,7 @@ def describe(method: str, hyper: float | None, seed: int) -> str:
 def run_label(run) -> str:
     """A run's frontier tag in words (:func:`describe`).
 
-    Introduced in notebook 05.
+    Introduced in notebook 06.
     """
     tag = run.config.get("tag")
     if not isinstance(tag, dict) or tag.get("method") not in METHODS:
@@ -134,7 +134,7 @@ def frontier_runs(root: str | Path | None = None) -> list:
     kinds :data:`RUN_KINDS` (``lm.train_preferences`` runs and the evaluation of pi_SFT) with a
     ``tag`` naming a method of :data:`METHODS`; a demonstration run without such a tag is not one.
 
-    Introduced in notebook 05.
+    Introduced in notebook 06.
     """
     from .runs import list_runs
 
@@ -149,7 +149,7 @@ def frontier_runs(root: str | Path | None = None) -> list:
 def mean_and_se(values: Sequence[float], name: str = "values") -> tuple[float, float]:
     """Mean and standard error std(ddof=1) / sqrt(n) of ``values``.
 
-    Introduced in notebook 05.
+    Introduced in notebook 06.
 
     ======  =====  ==========================================
     values  (n,)   one number per sample, n >= 2, all finite
@@ -171,7 +171,7 @@ _WORD = re.compile(r"[a-z0-9']+")
 def words(text: str) -> list[str]:
     """The lower-cased words of ``text`` (letters, digits, apostrophes): the unit of distinct-n.
 
-    Introduced in notebook 05. Punctuation and ``<br />`` leftovers do not count as words, so a policy
+    Introduced in notebook 06. Punctuation and ``<br />`` leftovers do not count as words, so a policy
     cannot look diverse by varying punctuation.
     """
     return _WORD.findall(text.lower())
@@ -180,7 +180,7 @@ def words(text: str) -> list[str]:
 def distinct_n(texts: Sequence[str], n: int) -> float:
     """Distinct-n (Li et al. 2016): unique word n-grams / all word n-grams, pooled over ``texts``.
 
-    Introduced in notebook 05. 1.0 means no n-gram repeats anywhere in the batch; a policy that writes
+    Introduced in notebook 06. 1.0 means no n-gram repeats anywhere in the batch; a policy that writes
     "a great, a great, a great" drives it towards 0. Pooling over the batch (not averaging per text)
     also catches a policy that writes the same response to every prompt. Returns 0.0 when no text
     has n words (nothing was written, so nothing is diverse).
@@ -215,7 +215,7 @@ def _check_ids(response_ids: Sequence[Sequence[int]]) -> None:
 def response_lengths(response_ids: Sequence[Sequence[int]], eos_token_id: int) -> np.ndarray:
     """Number of tokens of each response before its first EOS (all of them when there is no EOS).
 
-    Introduced in notebook 05.
+    Introduced in notebook 06.
 
     ============  ===========  ===============================================
     response_ids  N x (T_i,)   sampled response token ids (prompt not included)
@@ -231,7 +231,7 @@ def response_lengths(response_ids: Sequence[Sequence[int]], eos_token_id: int) -
 def eos_rate(response_ids: Sequence[Sequence[int]], eos_token_id: int) -> float:
     """Share of responses that contain ``eos_token_id``, i.e. that ended before the token cap.
 
-    Introduced in notebook 05. A policy that games a length-loving reward stops emitting EOS.
+    Introduced in notebook 06. A policy that games a length-loving reward stops emitting EOS.
     """
     _check_ids(response_ids)
     return float(np.mean([eos_token_id in ids for ids in response_ids]))
@@ -249,7 +249,7 @@ def evaluation_record(
 ) -> dict:
     """One evaluation of a policy on the held-out prompts, as a ``metrics.jsonl`` record.
 
-    Introduced in notebook 05; the keys are documented in the module docstring (:data:`EVAL_KEYS`).
+    Introduced in notebook 06; the keys are documented in the module docstring (:data:`EVAL_KEYS`).
     ``exact`` adds the keys of a task's exact evaluation (``Task.exact_evaluation``), each
     starting with ``eval/`` and none of them one of :data:`EVAL_KEYS`.
 

@@ -1,6 +1,6 @@
 """The reward-KL frontier: Pareto fronts, confidence tables, verdicts and where hacking starts.
 
-Introduced in notebook 06 (the hacking onset in notebook 05). It works on the point tables of
+Introduced in notebook 07 (the hacking onset in notebook 06). It works on the point tables of
 ``dpo_lab.results`` and trains nothing: it imports numpy and scipy, never torch, the language-model
 engine or a task (``pyproject.toml``'s import contracts hold it to that). The figures and the widget
 that show its results live in ``dpo_lab.plots``.
@@ -37,7 +37,7 @@ from .results import column, kl_column, last_points, profile_of
 def pareto_mask(kl: Sequence[float], reward: Sequence[float]) -> np.ndarray:
     """True for the points on the Pareto front of (KL low, reward high).
 
-    Introduced in notebook 06. Point i is dominated when some j has kl_j <= kl_i and
+    Introduced in notebook 07. Point i is dominated when some j has kl_j <= kl_i and
     reward_j >= reward_i, one of them strictly; the front is every point that is not dominated
     (identical points are all on it). O(N log N): sort by KL (ties: higher reward first) and keep a
     point when it beats the best reward of every point of strictly lower KL and ties the best reward
@@ -75,7 +75,7 @@ def pareto_mask(kl: Sequence[float], reward: Sequence[float]) -> np.ndarray:
 def pareto_share(points: Sequence[dict], kl: str = "exact") -> dict[str, float]:
     """Share of the Pareto points that each method owns (ODPO Sec. 6.1): the comparison's headline.
 
-    Introduced in notebook 06. The front is computed over all points except the SFT reference
+    Introduced in notebook 07. The front is computed over all points except the SFT reference
     (pi_SFT has KL 0 and would always sit on it). Every method present gets an entry, 0.0 when it
     owns no Pareto point; the shares sum to 1.
     """
@@ -93,7 +93,7 @@ def pareto_share(points: Sequence[dict], kl: str = "exact") -> dict[str, float]:
 def mean_ci(values: Sequence[float], se: Sequence[float], confidence: float = 0.9) -> tuple[float, float, float, str]:
     """Mean of ``values`` and a two-sided ``confidence`` interval for it: ``(mean, low, high, basis)``.
 
-    Introduced in notebook 06. With k >= 2 values (one per run: seeds) it is the Student-t interval
+    Introduced in notebook 07. With k >= 2 values (one per run: seeds) it is the Student-t interval
     mean +- t_{(1+c)/2, k-1} * std(ddof=1) / sqrt(k), whose spread holds both seed-to-seed variation and
     evaluation noise (basis "t over k runs"). With a single run there is no seed spread to measure,
     so it falls back on that run's own standard error, mean +- z_{(1+c)/2} * se, which covers the
@@ -130,7 +130,7 @@ def _group_key(p: dict) -> tuple[int, float]:
 def summary_table(points: Sequence[dict], kl: str = "exact", confidence: float = 0.9) -> list[dict]:
     """ODPO Table 1 style: per method and hyperparameter, mean and CI of reward and KL over runs.
 
-    Introduced in notebook 06. Each run contributes its last evaluation among ``points`` (so the
+    Introduced in notebook 07. Each run contributes its last evaluation among ``points`` (so the
     table describes the policies at the end of the selected step range); :func:`mean_ci` makes the
     interval. One dict per row with keys method, label, hyper_name, hyper, runs, step, reward,
     reward_lo, reward_hi, kl, kl_lo, kl_hi, basis; rows in :data:`METHODS` order, then by hyper.
@@ -166,7 +166,7 @@ def summary_table(points: Sequence[dict], kl: str = "exact", confidence: float =
 def format_table(rows: Sequence[dict], confidence: float = 0.9) -> str:
     """The rows of :func:`summary_table` as a fixed-width text table (prints in any notebook).
 
-    Introduced in notebook 06.
+    Introduced in notebook 07.
     """
     pct = f"{confidence:.0%}"
     header = ["method", "hyper", "runs", "step", f"reward [{pct} CI]", f"KL [{pct} CI]", "CI from"]
@@ -234,7 +234,7 @@ def frontier_at(points: Sequence[dict], kl_query: Sequence[float], kl: str = "ex
     """The frontier of ``points`` as a step function: at each query KL, the best reward of any point
     with KL <= it, and that point's standard error (-inf and NaN where no point qualifies).
 
-    Introduced in notebook 06.
+    Introduced in notebook 07.
 
     ========  ====  =========================================
     kl_query  (Q,)  KL values at which to read the frontier
@@ -255,7 +255,7 @@ def compare_frontiers(
 ) -> FrontierComparison:
     """Place the Pareto points of method ``worse`` against the frontier of method ``better``.
 
-    Introduced in notebook 06. ``confidence`` sets the two-sided noise band z (0.9 -> 1.645).
+    Introduced in notebook 07. ``confidence`` sets the two-sided noise band z (0.9 -> 1.645).
     SFT reference points in ``points`` join the frontier of ``better`` (every run starts there).
     """
     from scipy import stats
@@ -291,7 +291,7 @@ def compare_frontiers(
 def verdict(points: Sequence[dict], kl: str = "exact", confidence: float = 0.9) -> list[str]:
     """What the runs show, in sentences computed from them (never written by hand).
 
-    Introduced in notebook 06. Answers the two questions of the DPO and ODPO papers for these runs:
+    Introduced in notebook 07. Answers the two questions of the DPO and ODPO papers for these runs:
     does DPO's frontier dominate Preferred-FT and Unlikelihood (DPO Fig. 2)? Does ODPO add to DPO,
     i.e. does it place Pareto points above DPO's frontier, and what share of the joint Pareto front
     does it own (ODPO Sec. 6.1)?
@@ -325,7 +325,7 @@ def hacking_onset(points: Sequence[dict], kl: str = "exact", drop: float = 0.1) 
     distinct-1 fell more than ``drop`` (a share) below pi_SFT's and stayed there at every later
     evaluation of its run. None when no run has such a point.
 
-    Introduced in notebook 05. A lexicon-like gold reward is gamed by repeating its favourite words
+    Introduced in notebook 06. A lexicon-like gold reward is gamed by repeating its favourite words
     (REFERENCE.md 8: distinct-1 fell 0.40 -> 0.29 and never came back), and repetition shows first in
     distinct-1. ``drop`` = 0.1 sits well below that 28% fall. A fall must persist because a policy
     trained at a large learning rate also dips into repetition for an evaluation or two and recovers

@@ -1,6 +1,6 @@
 """Figures and the interactive view of the reward-KL frontier and of training runs.
 
-Introduced in notebook 06 (the hacking and training-curve figures in notebook 05). Every function here
+Introduced in notebook 07 (the hacking and training-curve figures in notebook 06). Every function here
 only draws what ``dpo_lab.results`` and ``dpo_lab.frontier`` compute from stored runs; it trains
 nothing and imports neither torch nor a task. Each figure's title names the profile (and the task)
 that made its points, so a cpu-profile figure is never read as a gpt2-large result.
@@ -38,7 +38,7 @@ def _origin(points: Sequence[dict]) -> str:
 def plot_frontier(points: Sequence[dict], kl: str = "exact", log_kl: bool = False, ax=None):
     """Reward against KL for every evaluation point, coloured by method, Pareto front marked.
 
-    Introduced in notebook 06. Pareto points get a black border (as in ODPO Fig. 2) and are joined
+    Introduced in notebook 07. Pareto points get a black border (as in ODPO Fig. 2) and are joined
     by a black step line; the SFT reference is a dashed horizontal line. ``log_kl`` uses a symmetric
     log axis (linear within +-0.1 nats) because the log-ratio estimator can be slightly negative.
     The title names the profile that made the points. Returns the figure.
@@ -104,7 +104,7 @@ def plot_frontier(points: Sequence[dict], kl: str = "exact", log_kl: bool = Fals
 def plot_hacking(points: Sequence[dict], kl: str = "exact", log_kl: bool = False):
     """Three signs of reward hacking against KL: the second scorer, distinct-1 and the EOS rate.
 
-    Introduced in notebook 05. Read it next to :func:`plot_frontier`: where the gold reward still
+    Introduced in notebook 06. Read it next to :func:`plot_frontier`: where the gold reward still
     climbs but the independent scorer stays flat, distinct-1 falls and EOS disappears, the policy is
     gaming the gold reward rather than writing more positive reviews. Returns the figure.
     """
@@ -153,7 +153,7 @@ def plot_training_curves(runs: Sequence, keys: Sequence[str] = TRAIN_CURVE_KEYS,
     """One panel per logged training quantity, one line per run (colours in the order of ``runs``),
     smoothed by a running mean over ``window`` steps (1 = raw). Returns the figure.
 
-    Introduced in notebook 05. Chosen log-probs often fall while the margin rises: the loss only asks
+    Introduced in notebook 06. Chosen log-probs often fall while the margin rises: the loss only asks
     the chosen response to gain on the rejected one relative to pi_ref, and pushing the rejected
     response down also lowers similar (chosen) responses (REFERENCE.md 4.6).
     """
@@ -199,7 +199,7 @@ def frontier_view(points: Sequence[dict]):
     """An ``ipywidgets.interactive`` view of the frontier: methods, beta/alpha range, step range,
     KL estimator, log or linear KL axis. The view only selects and calls this module's functions.
 
-    Introduced in notebook 06. Runs headless: ``interactive`` calls the view once on creation, and
+    Introduced in notebook 07. Runs headless: ``interactive`` calls the view once on creation, and
     ``view.result`` holds what the current selection gives (a dict with ``share``, ``table`` and
     ``verdict``, or None when nothing is selected), so a notebook can assert on it.
     """

@@ -1,6 +1,6 @@
 """Stored results as point tables: from frontier runs to one dict per evaluation, and how to select them.
 
-Introduced in notebook 06. Reads stored runs and trains nothing (numpy only, plus the run store).
+Introduced in notebook 07. Reads stored runs and trains nothing (numpy only, plus the run store).
 
 Frontier runs
 -------------
@@ -37,7 +37,7 @@ def reference_dir() -> Path:
     """``<checkout>/data/runs``: the reference runs shipped with the package (data/README.md says
     which profile, model, data and command made them).
 
-    Introduced in notebook 06.
+    Introduced in notebook 07.
     """
     from . import config
 
@@ -47,7 +47,7 @@ def reference_dir() -> Path:
 def stored_runs(root: str | Path | None = None, reference: str | Path | None = None) -> tuple[list, str]:
     """The frontier runs to plot and a sentence saying where they come from.
 
-    Introduced in notebook 06. The reader's own runs (``root``, default ``<results>/runs`` of the
+    Introduced in notebook 07. The reader's own runs (``root``, default ``<results>/runs`` of the
     active profile) when there are any, else the reference runs (``reference``, default
     :func:`reference_dir`). Their profile travels with every point, so a figure of the reference
     runs says so even when another profile is active.
@@ -63,14 +63,14 @@ def stored_runs(root: str | Path | None = None, reference: str | Path | None = N
     if ref:
         return ref, f"reference runs: {len(ref)} frontier runs in {ref_root} (none of your own in {own_root})"
     raise FileNotFoundError(
-        f"no frontier runs in {own_root} nor in {ref_root}: run notebook 05 (or python -m dpo_lab.sweep) first"
+        f"no frontier runs in {own_root} nor in {ref_root}: run notebook 06 (or python -m dpo_lab.sweep) first"
     )
 
 
 def load_points(runs: Iterable) -> list[dict]:
     """Every evaluation record of ``runs`` (``dpo_lab.runs.Run`` objects) as a list of points.
 
-    Introduced in notebook 06. Unfinished runs contribute the evaluations stored so far, so a sweep
+    Introduced in notebook 07. Unfinished runs contribute the evaluations stored so far, so a sweep
     can be plotted while it runs. Records without ``eval/reward`` (training steps) are skipped; an
     evaluation record missing a key, or a config whose ``tag`` lacks ``method``/``seed``/``profile``/
     the hyperparameter, is an error naming the file.
@@ -133,7 +133,7 @@ def select_points(
     """The points of the chosen ``methods`` whose hyperparameter lies in ``hyper_range`` and whose
     step lies in ``step_range`` (both inclusive; None = no limit).
 
-    Introduced in notebook 06. Methods without a hyperparameter (Preferred-FT, the SFT reference)
+    Introduced in notebook 07. Methods without a hyperparameter (Preferred-FT, the SFT reference)
     pass any ``hyper_range``; the SFT reference passes any ``step_range`` too, since it is the
     level every run starts from.
     """
@@ -160,7 +160,7 @@ def select_points(
 def profile_of(points: Sequence[dict]) -> str:
     """The one profile that made ``points``; mixing profiles in one figure or table is an error.
 
-    Introduced in notebook 06: it is how every figure says which profile made it (cpu-profile points
+    Introduced in notebook 07: it is how every figure says which profile made it (cpu-profile points
     must never be read as gpt2-large results).
     """
     profiles = sorted({p["profile"] for p in points})
@@ -172,7 +172,7 @@ def profile_of(points: Sequence[dict]) -> str:
 def task_of(points: Sequence[dict]) -> str:
     """The one task whose runs made ``points``; rewards of two tasks are not comparable.
 
-    Introduced in notebook 06.
+    Introduced in notebook 07.
     """
     tasks = sorted({p["task"] for p in points})
     if len(tasks) != 1:
@@ -183,7 +183,7 @@ def task_of(points: Sequence[dict]) -> str:
 def last_points(points: Sequence[dict]) -> list[dict]:
     """The last evaluation (largest step) of every run among ``points``, in input order of runs.
 
-    Introduced in notebook 06: with a step range chosen, this is "the policy at the end of that range".
+    Introduced in notebook 07: with a step range chosen, this is "the policy at the end of that range".
     """
     last: dict[str, dict] = {}
     for p in points:

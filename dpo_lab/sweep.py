@@ -1,6 +1,6 @@
 """The experiment: DPO and its baselines trained from pi_SFT on a task, each run evaluated for the frontier.
 
-Introduced in notebook 05. DPO paper Sec. 6.1 (Fig. 2) and ODPO paper Sec. 6.1: starting from a task's
+Introduced in notebook 06. DPO paper Sec. 6.1 (Fig. 2) and ODPO paper Sec. 6.1: starting from a task's
 pi_SFT and its preference pairs (``dpo_lab.task.Task``; default the IMDb task,
 ``dpo_lab.sentiment.IMDbTask``), train one policy per (method, hyperparameter, seed) and evaluate it
 every ``eval_every`` steps on the same held-out prompts (``dpo_lab.task.Evaluator``). Each evaluation
@@ -78,7 +78,7 @@ EXPORTED_FILES = ("config.json", "metrics.jsonl", "result.json")
 class RunSpec:
     """One cell of the grid: a method, its hyperparameter (None when it has none) and a seed.
 
-    Introduced in notebook 05.
+    Introduced in notebook 06.
     """
 
     method: str
@@ -107,7 +107,7 @@ class RunSpec:
 def grid(profile: _config.Profile | None = None) -> list[RunSpec]:
     """Every run of the sweep (module table), in the order they are trained.
 
-    Introduced in notebook 05.
+    Introduced in notebook 06.
     """
     p = profile or _config.get_profile()
     first = p.seeds[0]
@@ -131,7 +131,7 @@ def _tag(method: str, seed: int, profile: _config.Profile, task: str) -> dict:
 def trainer_settings(spec: RunSpec, profile: _config.Profile | None = None, task: str = DEFAULT_TASK) -> dict:
     """Keyword arguments of ``lm.train_preferences`` for one run, except data, models and eval.
 
-    Introduced in notebook 05. ``run_tag`` holds the frontier label (method, hyperparameter, seed,
+    Introduced in notebook 06. ``run_tag`` holds the frontier label (method, hyperparameter, seed,
     profile, and the task unless it is the default); :func:`train_run` adds the evaluation settings.
     """
     if not isinstance(task, str) or not task:
@@ -169,7 +169,7 @@ def trainer_settings(spec: RunSpec, profile: _config.Profile | None = None, task
 def training_pairs(pairs: list[dict], profile: _config.Profile | None = None, odpo: bool = False) -> list[dict]:
     """The fixed subset of pairs every run trains on, in ``lm.train_preferences`` format.
 
-    Introduced in notebook 05. The first ``pref_steps * pref_batch_size`` pairs of a permutation
+    Introduced in notebook 06. The first ``pref_steps * pref_batch_size`` pairs of a permutation
     seeded with ``profile.seed`` (all pairs when there are fewer), as ``prompt_ids``, ``chosen_ids``
     and ``rejected_ids``. With ``odpo`` each pair also carries its ODPO offset
     ``odpo_alpha * f(score difference)``: the task stores it at alpha = 1 (``task.PAIR_KEYS``), and
@@ -205,7 +205,7 @@ def context(profile: _config.Profile | None = None, task: str | Task | None = No
     """Load (or build once: cached runs) the task's pi_SFT, its preference pairs, its scorers and the
     evaluator.
 
-    Introduced in notebook 05. ``task``: a name of ``task.TASKS`` (default IMDb) or a ``Task``; a
+    Introduced in notebook 06. ``task``: a name of ``task.TASKS`` (default IMDb) or a ``Task``; a
     ``Task`` brings its own profile, which must have the name of ``profile`` when both are given.
     ``Context.profile`` is the task's profile: the sizes every run of the context trains at.
     """
@@ -236,7 +236,7 @@ def context(profile: _config.Profile | None = None, task: str | Task | None = No
 def evaluate_sft(ctx: Context) -> Run:
     """The evaluation of pi_SFT itself (step 0, run kind ``sft_eval``), computed once.
 
-    Introduced in notebook 05. pi_SFT against its frozen copy: both KL estimates are exactly 0, since
+    Introduced in notebook 06. pi_SFT against its frozen copy: both KL estimates are exactly 0, since
     the two models compute identical log-probs.
     """
     tag = {**_tag(REFERENCE_METHOD, ctx.profile.seeds[0], ctx.profile, ctx.task), "eval": ctx.evaluator.settings}
@@ -251,7 +251,7 @@ def evaluate_sft(ctx: Context) -> Run:
 def train_run(spec: RunSpec, ctx: Context, progress: bool = True):
     """Train (or load, when finished) the run of ``spec``: an ``lm.TrainResult``.
 
-    Introduced in notebook 05.
+    Introduced in notebook 06.
     """
     from .lm import train_preferences
 
@@ -305,7 +305,7 @@ def run_sweep(
 ) -> dict:
     """Train every run of :func:`grid` on ``task`` (finished runs are loaded, interrupted ones resumed).
 
-    Introduced in notebook 05. With ``workers`` > 1 (default ``profile.sweep_workers``) the runs are
+    Introduced in notebook 06. With ``workers`` > 1 (default ``profile.sweep_workers``) the runs are
     spread over that many processes; pi_SFT, the pairs and the pi_SFT evaluation are built first in
     this process so the workers only read them. Each training process uses ``profile.sweep_threads``
     torch threads (0 = ``cores // workers``): on 2 cores two one-thread processes beat one two-thread
@@ -376,7 +376,7 @@ def policy_samples(ctx: Context, runs: dict[str, Run], n_prompts: int = 3) -> li
     first ``n_prompts`` held-out prompts with the evaluation's seed: the same prompts and random
     numbers for every policy, so differences are the policies'.
 
-    Introduced in notebook 05. ``runs`` maps a label to a finished run (its saved model is loaded).
+    Introduced in notebook 06. ``runs`` maps a label to a finished run (its saved model is loaded).
     Returns one dict per (policy, prompt): ``policy``, ``prompt``, ``response``, ``reward`` (gold).
     """
     from .lm import load_model, sample
@@ -405,7 +405,7 @@ def export_runs(dest: str | Path, root: str | Path | None = None) -> list[Path]:
     """Copy the finished frontier runs under ``root`` (default ``<results>/runs``) to ``dest``:
     :data:`EXPORTED_FILES` only (no checkpoints, models or cached log-probs). Returns the folders.
 
-    Introduced in notebook 05; ``data/runs`` holds the cpu-profile runs made this way.
+    Introduced in notebook 06; ``data/runs`` holds the cpu-profile runs made this way.
     """
     runs = [r for r in frontier_runs(root) if r.finished]
     if not runs:

@@ -1,6 +1,6 @@
 """Tasks: what a preference experiment needs from a task, and how a policy is evaluated on one.
 
-Introduced in notebook 05. The experiment of ``dpo_lab.sweep`` (DPO paper Sec. 6.1, Fig. 2) is the
+Introduced in notebook 06. The experiment of ``dpo_lab.sweep`` (DPO paper Sec. 6.1, Fig. 2) is the
 same for every task: start from pi_SFT, train one policy per (method, hyperparameter, seed) on the
 task's preference pairs, and place every evaluation on the reward-KL frontier. A task supplies the
 parts that differ; the IMDb controlled-sentiment task (``dpo_lab.sentiment.task.IMDbTask``) is one.
@@ -65,7 +65,7 @@ class SFTPolicy:
     (``dpo_lab.lm.load_model(path)`` gives a fresh copy, e.g. a frozen pi_ref), the stored run
     (``run.metrics()`` holds the training curve) and its result.
 
-    Introduced in notebook 04."""
+    Introduced in notebook 05."""
 
     model: object
     tokenizer: object
@@ -79,7 +79,7 @@ class Scorer:
     """A reward of texts: ``scorer(texts)`` maps N prompt + response texts to an (N,) float64 array,
     higher = better. ``name`` identifies it in run configurations.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
 
     name: str
@@ -98,7 +98,7 @@ class Scorer:
 class Task(abc.ABC):
     """The parts of a preference experiment that a task supplies (module table).
 
-    Introduced in notebook 05. Subclasses set ``name`` and implement the abstract methods; everything
+    Introduced in notebook 06. Subclasses set ``name`` and implement the abstract methods; everything
     follows ``self.profile``, which a task may scale to its own sizes (the exact task does) but never
     rename: the sweep runs at the task's profile.
     """
@@ -152,7 +152,7 @@ class Task(abc.ABC):
 def load_task(name: str | None = None, profile: _config.Profile | None = None) -> Task:
     """The task called ``name`` (default ``evaluation.DEFAULT_TASK``, IMDb) for ``profile``.
 
-    Introduced in notebook 05.
+    Introduced in notebook 06.
     """
     name = DEFAULT_TASK if name is None else name
     if name not in TASKS:
@@ -167,7 +167,7 @@ def load_task(name: str | None = None, profile: _config.Profile | None = None) -
 def check_pairs(pairs: list[dict], where: str = "pairs") -> None:
     """Raise a ValueError naming the first pair that lacks a key of :data:`PAIR_KEYS`.
 
-    Introduced in notebook 05.
+    Introduced in notebook 06.
     """
     if not pairs:
         raise ValueError(f"{where}: no preference pairs")
@@ -184,7 +184,7 @@ EVAL_BATCH_SIZE = 64
 class Evaluator:
     """The evaluation callback: ``evaluator(policy, step)`` -> the ``eval/*`` keys of one record.
 
-    Introduced in notebook 05. Samples ``num_samples`` responses per prompt from ``policy`` with a
+    Introduced in notebook 06. Samples ``num_samples`` responses per prompt from ``policy`` with a
     fixed ``seed`` (plain ancestral sampling: the same random numbers for every policy, so method
     differences are not sampling luck), estimates KL(policy || ref) on them by both estimators, scores
     prompt + response with ``gold`` and ``second``, adds the text statistics and, when the task has

@@ -32,7 +32,7 @@ def test_stored_runs_prefers_the_readers_runs_then_the_reference(tmp_path):
     make_run(own, "dpo", 0.1, 0, [(10, 0.6, 1.0)])
     found, said = results.stored_runs(own, ref)
     assert len(found) == 1 and found[0].config["tag"]["profile"] == "smoke" and said.startswith("your runs")
-    with pytest.raises(FileNotFoundError, match="notebook 05"):
+    with pytest.raises(FileNotFoundError, match="notebook 06"):
         results.stored_runs(tmp_path / "empty", tmp_path / "missing")
     assert results.reference_dir().parts[-2:] == ("data", "runs")
 

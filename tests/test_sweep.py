@@ -311,7 +311,7 @@ def test_main_runs_the_sweep_and_exports(tiny_context, monkeypatch, capsys, tmp_
 @pytest.mark.parametrize("folder", ["runs", "runs-replicate"])
 def test_shipped_reference_runs_are_the_current_cpu_sweep(folder):
     """data/runs and data/runs-replicate must each be one complete cpu sweep made with today's settings
-    (else notebook 06 and the READMEs quote numbers the code no longer makes): every cell of the grid,
+    (else notebook 07 and the READMEs quote numbers the code no longer makes): every cell of the grid,
     trained as trainer_settings says, evaluated at every eval step, exported files only."""
     found = evaluation.frontier_runs(results.reference_dir().parent / folder)
     by_tag = {}

@@ -1,6 +1,6 @@
 """The exact task: a language-model task small enough to enumerate, run by the IMDb task's engine.
 
-No notebook introduces it yet (issue 13: one between notebooks 03 and 04). The same engine as the
+No notebook introduces it yet (issue 13: one between notebooks 03 and 05). The same engine as the
 IMDb task (``dpo_lab.lm``: ``gpt2_config``, ``load_model``, ``sequence_logprobs``, ``sample``,
 ``train_sft``, ``train_preferences``) on a task whose every response can be listed, so that
 KL(pi || pi_ref), E_pi[r*], the optimum pi*_beta (DPO Eq. 4) and the reward-KL frontier are computed

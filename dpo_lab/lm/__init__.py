@@ -1,7 +1,7 @@
 """The language-model engine of dpo_lab: tokenizer and model loading, exact sequence log-probs,
 sampling, KL estimation and one resumable SFT / preference trainer.
 
-Introduced in notebook 04. It knows no task and reads no profile (``pyproject.toml``'s import
+Introduced in notebook 05. It knows no task and reads no profile (``pyproject.toml``'s import
 contracts hold it to that): it takes token ids and sizes, and returns numbers. One file per concern:
 
 ==============  ==============================================================================
@@ -27,7 +27,7 @@ Conventions: EOS = pad (GPT-2's ``<|endoftext|>``, id 50256); prompts and respon
 separately (``tokenizer(texts, add_special_tokens=False)["input_ids"]``) and passed as lists of
 token-id lists; CUDA uses bf16 autocast, the CPU float32.
 
-Typical use (notebooks 04-05)::
+Typical use (notebooks 05-06)::
 
     tokenizer = load_tokenizer()                                  # GPT-2 BPE, offline
     model = load_model(gpt2_config(tokenizer, 4, 256, 4, 128), seed=0)  # a fresh 4 x 256 GPT-2

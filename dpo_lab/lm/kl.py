@@ -1,6 +1,6 @@
 """Sequence-level KL(pi || pi_ref), estimated on samples from pi: the x-axis of the reward-KL frontier.
 
-Introduced in notebook 05. The KL-constrained objective (DPO paper Eq. 3) penalises
+Introduced in notebook 06. The KL-constrained objective (DPO paper Eq. 3) penalises
 
     KL(pi || pi_ref)(x) = E_{y ~ pi(.|x)} [ log pi(y|x) - log pi_ref(y|x) ],
 
@@ -92,7 +92,7 @@ def sequence_kl(policy, ref, prompt_ids, response_ids, batch_size: int = 64) -> 
     Raises ``ValueError`` when the models' vocabularies differ, and for the bad inputs of
     :func:`dpo_lab.lm.logprobs.prepare_pairs`.
 
-    Introduced in notebook 05.
+    Introduced in notebook 06.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -149,7 +149,7 @@ def estimate_kl(
     the sampled texts (``result.samples.texts``) for scoring rewards on the same responses.
     ``batch_size`` caps the rows of both the sampling and the scoring batches.
 
-    Introduced in notebook 05.
+    Introduced in notebook 06.
     """
     samples = sample(policy, tokenizer, prompt_ids, num_samples, max_new_tokens, seed, batch_size=batch_size)
     logratio, exact = sequence_kl(policy, ref, samples.prompt_ids, samples.response_ids, batch_size)

@@ -1,6 +1,6 @@
 """Models: build, load and save GPT-2-style causal LMs, and the device/precision policy.
 
-Introduced in notebook 04. The engine works with any Hugging Face causal LM whose ``base_model``
+Introduced in notebook 05. The engine works with any Hugging Face causal LM whose ``base_model``
 returns hidden states and whose output embedding is the LM head (GPT-2 in every profile).
 
 Device and precision policy (REFERENCE.md 4.4 and 7), applied everywhere in ``dpo_lab.lm``:
@@ -37,7 +37,7 @@ def gpt2_config(tokenizer, n_layer: int, n_embd: int, n_head: int, n_positions: 
     n_positions  int    context length in tokens (prompt + response), >= 2
     ===========  =====  ==========================================================
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     from transformers import GPT2Config
 
@@ -70,7 +70,7 @@ def load_model(name_or_path_or_config, seed: int | None = None, device: str | No
 
     Eval mode means dropout off: the engine never uses dropout (see :mod:`dpo_lab.lm.train`).
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
@@ -95,7 +95,7 @@ def save_model(model, tokenizer, path: str | Path) -> Path:
 
     ``load_model(path)`` and ``load_tokenizer(path)`` read them back unchanged.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -117,7 +117,7 @@ def torch_threads(n: int):
     On the 2-core machines of this project, two processes at one thread each beat one process at two
     (REFERENCE.md 8), and tiny models only lose from a second thread.
 
-    Introduced in notebook 05.
+    Introduced in notebook 06.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be an integer >= 1, got {n!r}")
@@ -144,7 +144,7 @@ def head_logits(model, hidden: torch.Tensor) -> torch.Tensor:
     summed log-probs and KL estimates would carry over dozens of tokens; the head is one matmul, so
     it runs outside autocast.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     with torch.autocast(hidden.device.type, enabled=False):
         return model.get_output_embeddings()(hidden.float())

@@ -1,6 +1,6 @@
 """Preference training: DPO and its family on pairs, on the shared loop of ``dpo_lab.lm.train``.
 
-Introduced in notebook 05. Key equation (DPO paper Eq. 7), for a batch of B preference pairs
+Introduced in notebook 06. Key equation (DPO paper Eq. 7), for a batch of B preference pairs
 ``(x, y_w, y_l)``::
 
     loss = mean_i  -log sigmoid( beta * [ (log pi(y_w|x) - log pi_ref(y_w|x))
@@ -180,7 +180,7 @@ def train_preferences(
     when ``ref`` is ``policy`` (or shares its weights), for unknown losses, missing offsets and
     malformed data; ``FloatingPointError`` naming the step whose loss is not finite.
 
-    Introduced in notebook 05.
+    Introduced in notebook 06.
     """
     shared = {p.data_ptr() for p in ref.parameters()} & {p.data_ptr() for p in policy.parameters()}
     if ref is policy or shared:

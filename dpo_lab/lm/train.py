@@ -1,6 +1,6 @@
 """One training loop for SFT and for every preference loss (``dpo_lab.lm.preference_training``).
 
-Introduced in notebook 04 (SFT) and notebook 05 (preference training). The loss is a parameter, not
+Introduced in notebook 05 (SFT) and notebook 06 (preference training). The loss is a parameter, not
 a new trainer: :func:`train_sft` and ``preference_training.train_preferences`` only say how a micro-batch turns
 into a loss; the loop (:func:`train_loop`), the optimiser, the checkpoints and the logging are shared,
 and so is what makes a run's identity (:func:`run_identity`).
@@ -130,7 +130,7 @@ def learning_rate(step: int, lr: float, steps: int, warmup_steps: int = 0, sched
     """Learning rate of update ``step`` (1-based) out of ``steps``: linear warmup from 0 to ``lr``
     over ``warmup_steps`` (DPO paper App. B), then constant or a cosine decay to 0 at the last step.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     if step <= warmup_steps:
         return lr * step / warmup_steps
@@ -317,7 +317,7 @@ def train_sft(
     arguments or data (naming them) and ``FloatingPointError`` naming the step whose loss is not
     finite.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     s = make_settings(locals(), eval_fn)
     seqs = as_id_lists("sequences", sequences)

@@ -1,4 +1,4 @@
-"""The IMDb controlled-sentiment task (DPO paper Sec. 6.1 and App. C.1), introduced in notebook 04.
+"""The IMDb controlled-sentiment task (DPO paper Sec. 6.1 and App. C.1), introduced in notebook 05.
 
 A policy continues the first 2-8 GPT-2 tokens of a movie review; the gold reward is a sentiment
 classifier's P(positive) of prompt + continuation; preference pairs come from pi_SFT's own samples
@@ -19,7 +19,7 @@ pairs          ``preference_data`` (samples, 6 ordered pairs per prompt, ODPO of
 task           ``IMDbTask``: all of the above as the ``dpo_lab.task.Task`` the sweep runs
 =============  =================================================================================
 
-Entry points for preference training (notebook 05); all are cached, so calling them again costs
+Entry points for preference training (notebook 06); all are cached, so calling them again costs
 seconds, and all follow the active profile unless a ``profile`` is passed:
 
 ==========================================  ======================================================

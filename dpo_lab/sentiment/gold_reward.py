@@ -1,6 +1,6 @@
 """The gold reward: r(x, y) = P(positive | x + y), a sentiment classifier's probability in [0, 1].
 
-Introduced in notebook 04. In the DPO paper's sentiment task (Sec. 6.1, App. C.1) the "ground-truth"
+Introduced in notebook 05. In the DPO paper's sentiment task (Sec. 6.1, App. C.1) the "ground-truth"
 reward is a sentiment classifier applied to prompt + completion. It builds the preference pairs
 (``p(positive | x, y_w) > p(positive | x, y_l)``) and scores every evaluation sample. Three scorers:
 
@@ -44,7 +44,7 @@ score sits near sigmoid(b) and carries little evidence either way, which is what
 about a few words. Recalibrating it on held-out 48-word prefixes (Platt scaling) was tried: prefix
 accuracy rose by about 0.02, but the threshold moved away from where full-review classifiers such as
 the hub ones put it (sign agreement on the benchmark fell from 0.85 to 0.83), so scores are used as
-trained. Notebook 04 shows its accuracy on full reviews and on 48-word prefixes, and where it is
+trained. Notebook 05 shows its accuracy on full reviews and on 48-word prefixes, and where it is
 wrong.
 """
 
@@ -84,7 +84,7 @@ def _vectorizer(vocabulary=None, min_df: int = NGRAM_MIN_DF):
 class NgramClassifier:
     """P(positive | text) from the presence of uni- and bigrams (module docstring: x, w, b).
 
-    Call it on a list of texts; ``logits`` gives w . x + b. Introduced in notebook 04.
+    Call it on a list of texts; ``logits`` gives w . x + b. Introduced in notebook 05.
     """
 
     def __init__(self, terms, weights, bias: float):
@@ -133,7 +133,7 @@ class NgramClassifier:
 def train_ngram_classifier(texts, labels, C: float = NGRAM_C, min_df: int = NGRAM_MIN_DF) -> NgramClassifier:
     """Fit the NB-weighted logistic regression on labelled texts (labels 1 / 0).
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -163,7 +163,7 @@ def offline_classifier(profile: _config.Profile | None = None) -> tuple[NgramCla
     them when that is > 0; about 20 s for 10,000 reviews) and stored as run kind ``gold_reward``;
     later calls load it.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     profile = profile or _config.get_profile()
     reviews = load_parts(profile)["reward"]
@@ -199,7 +199,7 @@ def _positive_label(id2label: dict) -> str:
 def pipeline_scorer(name: str | Path, batch_size: int = 32) -> Scorer:
     """P(positive) from a transformers text-classification pipeline (a hub name or a saved folder).
 
-    Texts longer than the classifier's context are truncated. Introduced in notebook 04.
+    Texts longer than the classifier's context are truncated. Introduced in notebook 05.
     """
     from transformers import pipeline
 
@@ -221,7 +221,7 @@ def load_gold_reward(name: str | Path | None = None, profile: _config.Profile | 
     ``name``: None (the profile's ``gold_reward_name``, offline when that is None), "offline",
     "vader", or a hub name / folder of a text-classification model (module table).
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     profile = profile or _config.get_profile()
     name = profile.gold_reward_name if name is None else name
@@ -242,7 +242,7 @@ def load_second_scorer() -> Scorer:
     in any profile and needs no training. Its compound score c in [-1, 1] is mapped to (c + 1) / 2
     in [0, 1] (not a probability, but ordered like one).
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
@@ -254,7 +254,7 @@ def scorer_accuracy(scorer: Callable, reviews: Reviews, n_words: int | None = No
     """Share of the labelled ``reviews`` on whose sign (P(positive) > 0.5) ``scorer`` agrees with the
     label; with ``n_words``, each review is first cut to its first ``n_words`` words.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     if not isinstance(reviews, Reviews):
         raise ValueError(f"reviews must be a Reviews collection, got {type(reviews).__name__}")

@@ -1,6 +1,6 @@
 """Preference pairs from pi_SFT's own samples, ordered by the gold reward (DPO paper Sec. 6.1, App. C.1).
 
-Introduced in notebook 04. For each prompt x, draw K = 4 completions y_1..y_K ~ pi_SFT(. | x) by plain
+Introduced in notebook 05. For each prompt x, draw K = 4 completions y_1..y_K ~ pi_SFT(. | x) by plain
 ancestral sampling, score r_k = P(positive | x + y_k), and keep every pair (i < j) with r_i != r_j,
 ordered (ODPO paper Eq. 17)::
 
@@ -77,7 +77,7 @@ def ordered_pairs(scores) -> list[tuple[int, int]]:
     return  <= K(K-1)/2 pairs (w, l) with scores[w] > scores[l]
     ======  ======  ==============================================
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim != 1:
@@ -97,7 +97,7 @@ def ordered_pairs(scores) -> list[tuple[int, int]]:
 def odpo_score(p_positive) -> np.ndarray:
     """The ODPO paper's sentiment score in [0, 2]: 1 + P(pos) if P(pos) > 0.5, else P(pos).
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     p = np.asarray(p_positive, dtype=np.float64)
     if not (np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all()):
@@ -109,7 +109,7 @@ def pair_offsets(score_chosen, score_rejected, alpha: float = 1.0, f: str = "log
     """ODPO offsets of pairs from their gold rewards P(pos): ``losses.odpo_offset`` applied to
     :func:`odpo_score` of each side. Shapes (B,) -> (B,).
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     from ..losses import odpo_offset
 
@@ -121,7 +121,7 @@ def read_samples(path: str | Path, repair: bool = False) -> list[dict]:
     ignored, and cut off the file when ``repair``; a malformed line elsewhere is a ``ValueError``
     naming the file and line.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     path = Path(path)
     if not path.exists():
@@ -176,7 +176,7 @@ def generate_samples(
     resumed at a chunk boundary (the usual case, since a chunk is appended in one write) writes the
     same records as an uninterrupted one.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     from tqdm.auto import tqdm
 
@@ -236,7 +236,7 @@ def generate_samples(
 def pairs_from_samples(records) -> list[dict]:
     """All ordered pairs of every prompt's samples (module docstring), with ODPO offsets.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     pairs = []
     for record in records:
@@ -266,7 +266,7 @@ def pairs_from_samples(records) -> list[dict]:
 def write_pairs(pairs, path: str | Path) -> Path:
     """Write ``pairs`` as JSONL at once (atomically: a reader sees the old file or the new one).
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     path = Path(path)
     lines = "".join(json.dumps({k: pair[k] for k in PAIR_FIELDS}) + "\n" for pair in pairs)
@@ -309,7 +309,7 @@ def load_pairs(path: str | Path) -> list[dict]:
     field, an empty or identical chosen / rejected, a non-finite score or offset, an unordered pair
     or bad token ids raise ``ValueError`` naming the file and line.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     path = Path(path)
     if not path.is_file():
@@ -335,7 +335,7 @@ def trainer_pairs(pairs, odpo: bool = False) -> list[dict]:
     """``pairs`` in the format of ``dpo_lab.lm.train_preferences``: dicts of ``prompt_ids``,
     ``chosen_ids``, ``rejected_ids`` (+ ``offset`` when ``odpo``, for ``loss="odpo"``).
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     keys = _ID_FIELDS + (("offset",) if odpo else ())
     return [{k: pair[k] for k in keys} for pair in pairs]
@@ -368,7 +368,7 @@ def preference_data(profile: _config.Profile | None = None, policy=None, progres
     ``profile.n_prompts`` train prompts, scored by the profile's gold reward, sampled with
     ``profile.sample_threads`` torch threads. An interrupted build resumes where it stopped.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     from ..lm import torch_threads
     from .gold_reward import load_gold_reward

@@ -1,6 +1,6 @@
 """Prompts: the first 2-8 GPT-2 tokens of a review (DPO paper App. C.1).
 
-Introduced in notebook 04. A prompt x is a short review prefix such as "I rented I AM"; the policy
+Introduced in notebook 05. A prompt x is a short review prefix such as "I rented I AM"; the policy
 continues it and the gold reward judges the continuation. Prompts are counted in tokens of GPT-2's
 own BPE (the paper's tokenizer) whatever tokenizer the policy uses, so the prompts are task data:
 the same text for every model, profile and run. Each review's prefix length is fixed by its digest
@@ -28,7 +28,7 @@ _HEAD_WORDS = 16  # words tokenized per review: 16 words always give more than 8
 def prompt_length(text: str) -> int:
     """The review's prefix length in GPT-2 tokens, in [2, 8], read from its digest (byte 8).
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     return MIN_TOKENS + review_digest(text)[8] % (MAX_TOKENS - MIN_TOKENS + 1)
 
@@ -40,7 +40,7 @@ def make_prompts(texts, tokenizer) -> list[str]:
     so tokenizing only the first words of a review gives the same first tokens as the whole review.
     A text shorter than its prefix length becomes its own prompt.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     texts = text_list(texts, nonblank=True)
     heads = [" ".join(t.split()[:_HEAD_WORDS]) for t in texts]
@@ -64,7 +64,7 @@ def _part_prompts(part: str, n: int, profile: _config.Profile | None) -> list[st
 def train_prompts(profile: _config.Profile | None = None) -> list[str]:
     """The ``profile.n_prompts`` prompts whose samples become preference pairs (part "prompts").
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     profile = profile or _config.get_profile()
     return _part_prompts("prompts", profile.n_prompts, profile)
@@ -75,7 +75,7 @@ def heldout_prompts(profile: _config.Profile | None = None) -> list[str]:
 
     The same list in every run of a profile; no policy ever trains on these reviews.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     profile = profile or _config.get_profile()
     return _part_prompts("test", profile.n_test_prompts, profile)

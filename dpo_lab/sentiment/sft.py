@@ -1,6 +1,6 @@
 """The SFT recipe: pi_SFT, the model every preference method starts from and stays close to.
 
-Introduced in notebook 04. DPO paper App. C.1: gpt2-large fine-tuned one epoch on IMDb reviews.
+Introduced in notebook 05. DPO paper App. C.1: gpt2-large fine-tuned one epoch on IMDb reviews.
 Here the recipe is the same in every profile, only the sizes differ:
 
 =======  ===============================  =====================================================
@@ -51,7 +51,7 @@ def train_bpe(texts, vocab_size: int):
     """A byte-level BPE (GPT-2's pre-tokenizer and decoder) with ``vocab_size`` tokens, trained on
     ``texts``, whose only special token ``<|endoftext|>`` is EOS, BOS and padding.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -78,7 +78,7 @@ def sft_reviews(profile: _config.Profile | None = None):
     """The reviews pi_SFT learns from: the sft part, or its first ``profile.sft_reviews`` reviews
     when that is > 0 (smoke: a few hundred are all 20 steps can use).
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     profile = profile or _config.get_profile()
     texts = load_parts(profile)["sft"]
@@ -90,7 +90,7 @@ def sft_tokenizer(profile: _config.Profile | None = None):
     :func:`sft_reviews` (stored once as run kind ``bpe``), else
     ``dpo_lab.lm.load_tokenizer(profile.tokenizer_name)``.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     from ..lm import load_tokenizer
 
@@ -119,7 +119,7 @@ def review_windows(texts, tokenizer, window: int) -> list[list[int]]:
     """Each text as ``[EOS] + tokens + [EOS]``, cut into consecutive windows of at most ``window``
     tokens; a last piece shorter than 2 tokens (nothing to predict) is dropped.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     if isinstance(window, bool) or not isinstance(window, int) or window < 2:
         raise ValueError(f"window must be an integer >= 2, got {window!r}")
@@ -135,7 +135,7 @@ def review_windows(texts, tokenizer, window: int) -> list[list[int]]:
 def prompt_ids(prompts, tokenizer) -> list[list[int]]:
     """``[EOS] + tokens`` of each prompt: the form in which pi_SFT saw review beginnings.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     prompts = text_list(prompts, "prompts", nonblank=True)
     eos = tokenizer.eos_token_id
@@ -145,7 +145,7 @@ def prompt_ids(prompts, tokenizer) -> list[list[int]]:
 def perplexity(model, windows, batch_size: int = 32) -> float:
     """exp(mean NLL per predicted token) of ``model`` on token windows (every token after the first).
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     from ..lm import sequence_logprobs
 
@@ -162,7 +162,7 @@ def heldout_windows(tokenizer, profile: _config.Profile | None = None) -> list[l
     """The first window of each of the first :data:`HELDOUT_REVIEWS` reviews of the test part: the
     review openings on which perplexity is measured (no policy trains on them).
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     profile = profile or _config.get_profile()
     texts = load_parts(profile)["test"].texts[:HELDOUT_REVIEWS]
@@ -186,7 +186,7 @@ def sft_policy(profile: _config.Profile | None = None, progress: bool = True) ->
 
     Held-out perplexity (:func:`heldout_windows`) is logged 5 times during training and after it.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     from ..lm import gpt2_config, load_model, train_sft
 

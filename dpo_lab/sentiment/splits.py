@@ -1,13 +1,13 @@
 """The deterministic split of the reviews into four disjoint parts.
 
-Introduced in notebook 04. Every review goes to exactly one part, decided by the SHA-256 digest of its
+Introduced in notebook 05. Every review goes to exactly one part, decided by the SHA-256 digest of its
 cleaned text, so the split needs no seed, does not depend on the order in which a loader returns the
 reviews, and keeps duplicated reviews (IMDb has about a hundred) inside one part:
 
 ==========  ===========  ================================================  ========  ===========
 part        bucket       used for                                          bundled   hub (gpu)
 ==========  ===========  ================================================  ========  ===========
-test        [0, 4)       held-out test prompts (evaluation, notebook 05)   ~1,000    ~4,000
+test        [0, 4)       held-out test prompts (evaluation, notebook 06)   ~1,000    ~4,000
                          and held-out labels for the gold reward's accuracy
 prompts     [4, 30)      prompts whose samples become preference pairs     ~6,500    ~26,000
 reward      [30, 70)     training data of the offline gold-reward          ~10,000   ~40,000
@@ -38,7 +38,7 @@ PARTS = {"test": (0, 4), "prompts": (4, 30), "reward": (30, 70), "sft": (70, 100
 def review_digest(text: str) -> bytes:
     """SHA-256 of the UTF-8 text: the review's fixed identity for splitting and prompt lengths.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     if not isinstance(text, str):
         raise ValueError(f"text must be a string, got {type(text).__name__}")
@@ -48,7 +48,7 @@ def review_digest(text: str) -> bytes:
 def part_of(text: str) -> str:
     """The name of the part (test / prompts / reward / sft) that the review ``text`` belongs to.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     return _part(review_digest(text))
 
@@ -61,7 +61,7 @@ def _part(digest: bytes) -> str:
 def split_reviews(reviews: Reviews) -> dict[str, Reviews]:
     """The four disjoint parts of ``reviews`` (keys of :data:`PARTS`), each ordered by digest.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     if not isinstance(reviews, Reviews):
         raise ValueError(f"reviews must be a Reviews collection, got {type(reviews).__name__}")
@@ -75,7 +75,7 @@ def split_reviews(reviews: Reviews) -> dict[str, Reviews]:
 def load_parts(profile: _config.Profile | None = None) -> dict[str, Reviews]:
     """The four parts of the profile's reviews (``profile.dataset_name``), loaded once per process.
 
-    Introduced in notebook 04.
+    Introduced in notebook 05.
     """
     profile = profile or _config.get_profile()
     return _parts_of_dataset(profile.dataset_name)

@@ -1,6 +1,6 @@
 """The IMDb controlled-sentiment task as a :class:`dpo_lab.task.Task` (DPO paper Sec. 6.1).
 
-Introduced in notebook 05. Every member calls the function of this package that notebook 04
+Introduced in notebook 06. Every member calls the function of this package that notebook 05
 introduces, at the task's profile:
 
 =========================  =====================================================================
@@ -31,7 +31,7 @@ from .sft import prompt_ids, sft_policy
 class IMDbTask(Task):
     """Continue an IMDb review opening with positive sentiment (module table).
 
-    Introduced in notebook 05.
+    Introduced in notebook 06.
     """
 
     name = DEFAULT_TASK
