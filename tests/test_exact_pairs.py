@@ -13,6 +13,7 @@ from dpo_lab.exact import (
     policy_logprobs,
     sample_pairs,
     trainer_pairs,
+    with_offset,
 )
 
 
@@ -39,7 +40,7 @@ def test_bradley_terry_labels_win_at_the_sigmoid_rate(space, chain):
         rows = np.isclose(np.abs(d), gap)
         p = sigmoid(gap)
         assert abs(won[rows].mean() - p) < 5 * np.sqrt(p * (1 - p) / rows.sum()) + 1e-12
-    assert 0.5 < won.mean() < 0.75  # noisy labels, as the reward scale implies: not the deterministic order
+    assert 0.6 < won.mean() < 0.9  # informative but noisy at scale 1: neither coin flips nor r*'s order
 
 
 def test_order_labels_always_prefer_the_larger_reward_and_never_tie(space, chain):
@@ -47,6 +48,19 @@ def test_order_labels_always_prefer_the_larger_reward_and_never_tie(space, chain
     assert len(pairs) == 3000
     assert all(p["score_chosen"] > p["score_rejected"] for p in pairs)
     assert all(p["offset"] > 0 for p in pairs)
+
+
+def test_the_log_offset_of_odpo_needs_and_gets_ordered_pairs(space, chain):
+    pairs = sample_pairs(space, chain, 500, seed=1, labels="order", offset="log")
+    gaps = np.array([p["score_chosen"] - p["score_rejected"] for p in pairs])
+    np.testing.assert_allclose([p["offset"] for p in pairs], np.log(gaps), rtol=1e-12)
+    assert min(p["offset"] for p in pairs) == 0.0  # r* gaps are whole numbers: a gap of 1 adds no offset
+    identity = sample_pairs(space, chain, 500, seed=1, labels="order")
+    assert [p["chosen_index"] for p in identity] == [p["chosen_index"] for p in pairs]  # same pairs, other f
+    with pytest.raises(ValueError, match="offset.*labels='order'"):
+        sample_pairs(space, chain, 10, seed=0, labels="bt", offset="log")
+    with pytest.raises(ValueError, match="offset"):
+        sample_pairs(space, chain, 10, seed=0, labels="order", offset="sqrt")
 
 
 def test_pairs_are_distinct_responses_drawn_from_pi_ref(space, chain):
@@ -122,3 +136,14 @@ def test_bad_pair_arguments_are_refused_by_name(space, chain):
         trainer_pairs({"prompt_ids": [[1]]})
     with pytest.raises(ValueError, match="^pairs"):
         trainer_pairs([{"prompt_ids": [1], "chosen_ids": [2]}])
+
+
+def test_with_offset_recomputes_the_offset_of_the_same_pairs(space, chain):
+    pairs = sample_pairs(space, chain, 300, seed=3, labels="order")
+    logged = with_offset(pairs, "log")
+    assert [p["offset"] for p in logged] == [p["offset"] for p in sample_pairs(space, chain, 300, 3, "order", "log")]
+    assert all(p["offset"] == p["score_chosen"] - p["score_rejected"] for p in pairs)  # the input is unchanged
+    with pytest.raises(ValueError, match="offset.*r\\*\\(y_w\\) > r\\*\\(y_l\\)"):
+        with_offset(sample_pairs(space, chain, 300, seed=3), "log")  # Bradley-Terry: some pairs are reversed
+    with pytest.raises(ValueError, match="offset"):
+        with_offset(pairs, "square")

@@ -8,6 +8,7 @@ import pytest
 
 from dpo_lab import lm
 from dpo_lab.exact import (
+    DEFAULT_SCALE,
     EOS,
     MAX_RESPONSES,
     PROMPTS,
@@ -92,8 +93,8 @@ def test_vectorised_reward_matches_the_word_by_word_scorer_on_every_pair(space):
 
 
 def test_reward_values_negation_repetition_and_scale(space):
-    assert space.scale == pytest.approx(1 / 6)
-    assert np.abs(space.reward).max() == pytest.approx(1.0)  # scale maps the largest |S| to 1
+    assert space.scale == DEFAULT_SCALE == 1.0  # r* = S (notebook 04 says why)
+    assert np.abs(space.reward).max() == 6.0  # 3 x "great"
     raw = dict(
         zip(["good", "great", "bad", "dull", "the film"], score_texts(["good", "great", "bad", "dull", "the film"]))
     )
@@ -106,8 +107,9 @@ def test_reward_values_negation_repetition_and_scale(space):
     assert space.text(best) == "great great great"
     # the reward depends on the prompt
     k = space.responses.index([WORDS.index("good"), space.eos_id])
-    assert space.reward[PROMPTS.index("the film was"), k] == pytest.approx(1 / 6)
-    assert space.reward[PROMPTS.index("the film is not"), k] == pytest.approx(-1 / 6)
+    assert space.reward[PROMPTS.index("the film was"), k] == 1.0
+    assert space.reward[PROMPTS.index("the film is not"), k] == -1.0
+    assert make_space(scale=1 / 6).reward[0, best] == pytest.approx(1.0)  # a scale multiplies r*
 
 
 def test_custom_values_and_scale(space):

@@ -61,9 +61,24 @@ def test_sweep_runs_on_the_exact_task_and_no_point_beats_the_exact_frontier(task
         result = sweep.train_run(spec, ctx, progress=False)
         assert result.run.config["tag"]["task"] == "exact"
         runs.append(result.run.path)
-    points = results.load_points([r for r in evaluation.frontier_runs() if r.path in runs])
+    points = results.load_points([r for r in evaluation.frontier_runs(task="exact") if r.path in runs])
     assert results.task_of(points) == "exact" and len(points) == 1 + 2 * 2
     for p in points:  # theorem (F): the exact frontier bounds every policy
         assert p["enum_frontier_gap"] <= 1e-9 and p["enum_reward"] <= p["enum_frontier_reward"] + 1e-9
     sft = next(p for p in points if p["method"] == "sft")
     assert sft["enum_kl"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_tasks_of_one_experiment_share_pi_ref_and_pairs_and_variants_get_their_own(task):
+    again = ExactTask(TINY)
+    assert again.ref_probs() is task.ref_probs() and not task.ref_probs().flags.writeable
+    assert again.preference_pairs(progress=False) is task.preference_pairs(progress=False)  # sampled once
+    ordered = ExactTask(TINY.replace(exact_labels="order", exact_offset="log"))
+    pairs = ordered.preference_pairs(progress=False)
+    assert pairs is not task.preference_pairs(progress=False)
+    assert all(p["score_chosen"] > p["score_rejected"] for p in pairs)
+    np.testing.assert_allclose(
+        [p["offset"] for p in pairs], [np.log(p["score_chosen"] - p["score_rejected"]) for p in pairs]
+    )
+    assert ExactTask(TINY.replace(exact_lr_schedule="constant")).profile.pref_lr_schedule == "constant"
+    assert task.profile.pref_lr_schedule == "cosine"

@@ -1,6 +1,6 @@
 """The exact task: a language-model task small enough to enumerate, run by the IMDb task's engine.
 
-No notebook introduces it yet (issue 13: one between notebooks 03 and 05). The same engine as the
+Introduced in notebook 04, between the bandits (03) and IMDb (05-07). The same engine as the
 IMDb task (``dpo_lab.lm``: ``gpt2_config``, ``load_model``, ``sequence_logprobs``, ``sample``,
 ``train_sft``, ``train_preferences``) on a task whose every response can be listed, so that
 KL(pi || pi_ref), E_pi[r*], the optimum pi*_beta (DPO Eq. 4) and the reward-KL frontier are computed
@@ -9,8 +9,8 @@ exactly instead of estimated from samples.
 * 10 real words plus EOS (:data:`WORDS`), 4 prompts (:data:`PROMPTS`: "the film was", "the movie
   is", "the movie was not", "the film is not"), responses of at most L = 3 words: K = 1,111 per
   prompt (k words then EOS for k < 3, or 3 words cut by the cap, exactly as ``lm.sample`` returns them).
-* the gold reward (:mod:`.reward`): r*(x, y) = (1/6) * sum of word values (good +1, great +2, bad -1,
-  dull -1, the sign flipped after "not") over prompt + response; in [-1, 1]; repetition keeps paying,
+* the gold reward (:mod:`.reward`): r*(x, y) = the sum of word values (good +1, great +2, bad -1,
+  dull -1, the sign flipped after "not") over prompt + response, in [-6, 6]; repetition keeps paying,
   so "great great great" is the maximiser: the gameable part.
 * pi_ref (:mod:`.reference`): a 2-layer x 32 GPT-2 (26,848 weights) trained by ``lm.train_sft`` on
   sentences of a Markov chain over the words, stored in the run store.
@@ -64,25 +64,26 @@ Measured (torch 2.13 CPU, one thread, on this project's shared 2-core machine; d
 * pi_ref has structure: KL(pi_ref || uniform) = 3.33, 3.36, 3.75, 3.78 nats for the 4 prompts (log K =
   7.01); KL(chain || pi_ref) = 0.40, 0.47, 0.07, 0.07 (the tiny model partly conflates "the film was"
   with "the movie was not", so it says "not" too often after the first two prompts).
-* The exact frontier of that pi_ref (mean over prompts; E_ref[r*] = -0.032, max r* = 0.917), which is
-  why the reward scale is 1/6: the DPO paper's beta grid runs from near the maximiser to near pi_ref:
+* The exact frontier of that pi_ref (mean over prompts; E_ref[r*] = -0.191, max r* = 5.5: 6 after
+  the first two prompts, 5 after the two with "not"). With the reward unscaled (c = 1, :mod:`.reward`
+  says why) the DPO paper's beta grid runs from the maximiser to near pi_ref:
 
   =====  ========  ========  ================================================
   beta   KL        E[r*]     pi*_beta
   =====  ========  ========  ================================================
-  0.05   9.30      0.822     0.65 on "great great great" (first two prompts)
-  0.1    1.68      0.303
-  1      0.0180    0.004
-  5      0.00072   -0.025
+  0.05   11.55     5.500     the maximiser of each prompt (1.00 of the mass)
+  0.1    11.55     5.500     the same
+  1      0.571     1.001
+  5      0.0259    0.068
   =====  ========  ========  ================================================
 
-  (beta -> 0: KL 11.55, reward 0.917.) A larger scale pushes beta = 0.1 onto the maximiser too
-  (scale 1/4: KL 11.28 and 5.33 at beta = 0.05, 0.1); a smaller one keeps beta = 0.05 far from it
-  (KL depends on scale / beta only: scale 1/12 gives KL 1.68 at beta = 0.05).
+  A Bradley-Terry label of two pi_ref samples with different r* follows r*'s order with probability
+  0.834 (c = 1/2: 0.703, c = 1/6: 0.573). Only r* / beta matters for the optimum: scale c at beta is
+  scale 1 at beta / c.
 """
 
 from .enumeration import SUM_ATOL, as_probs, check_probs, policy_logprobs, softmax_policy
-from .pairs import LABELS, pair_arrays, sample_pairs, trainer_pairs
+from .pairs import LABELS, OFFSETS, pair_arrays, sample_pairs, trainer_pairs, with_offset
 from .quantities import (
     check_beta,
     evaluate,
@@ -98,7 +99,7 @@ from .quantities import (
 )
 from .reference import CHAIN, ReferencePolicy, chain_probs, sentences, train_reference, transitions
 from .responses import MAX_RESPONSES, Responses, count_responses, enumerate_responses
-from .reward import NEGATOR, WORD_VALUES, gold_reward, score_texts
+from .reward import DEFAULT_SCALE, NEGATOR, WORD_VALUES, gold_reward, score_texts
 from .space import DEFAULT_MAX_LEN, Space, check_space, make_space
 from .task import ExactTask, experiment_profile
 from .vocab import EOS, PROMPTS, WORDS, build_tokenizer, prompt_ids
@@ -114,6 +115,7 @@ __all__ = [
     "count_responses",
     "enumerate_responses",
     "WORD_VALUES",
+    "DEFAULT_SCALE",
     "NEGATOR",
     "gold_reward",
     "score_texts",
@@ -146,7 +148,9 @@ __all__ = [
     "ReferencePolicy",
     "train_reference",
     "LABELS",
+    "OFFSETS",
     "sample_pairs",
     "trainer_pairs",
+    "with_offset",
     "pair_arrays",
 ]

@@ -1,6 +1,6 @@
 """Exact policies: log pi(y|x) of every response of every prompt, by enumeration through the engine.
 
-Introduced with the exact task (:mod:`dpo_lab.exact`, no notebook yet). For a model pi (any causal LM over the task's
+Introduced in notebook 04 (:mod:`dpo_lab.exact`). For a model pi (any causal LM over the task's
 V + 1 tokens) and prompt x, the K responses of :mod:`dpo_lab.exact.responses` are scored with the
 engine's own ``dpo_lab.lm.sequence_logprobs(model, prompt_ids, response_ids, add_eos=False)``, the
 exact summed log-prob (DPO paper Eq. 7 is built from it):
@@ -21,12 +21,21 @@ name            shape     meaning
 ``probs``       (P, K)    pi(y_k | x_p) = exp(logps), rows sum to 1
 ==============  ========  ===================================================================
 
-Speed: K = 1,111 responses x 4 prompts = 4,444 sequences of at most 9 tokens, packed by the engine
-into rows of the model's context; see the package docstring for the measured time.
+Two ways to the same numbers (``tree``):
+
+* ``tree=False``: every response scored on its own by ``lm.sequence_logprobs``, the function the
+  trainers use: K x P = 4,444 sequences. Its sum to 1 is the check on the engine's EOS and padding.
+* ``tree=True`` (default): the responses are the paths of a tree of prefixes, so the next-token
+  distribution after each prefix of at most L - 1 words is read once, with the engine's
+  ``response_logits`` (the trainers' forward pass), from the V^(L-1) sequences "L - 1 words + EOS"
+  per prompt (400 sequences, 11x fewer tokens); log pi(y|x) is then a sum along y's path. Every
+  position of those sequences is used: position t holds the distribution after the first t words.
+  The two agree to float32 round-off (tested); evaluations use the tree, the notebook checks both.
 """
 
 from __future__ import annotations
 
+import itertools
 import sys
 
 import numpy as np
@@ -42,17 +51,53 @@ def _logsumexp(a: np.ndarray) -> np.ndarray:
     return m + np.log(np.exp(a - m).sum(axis=-1, keepdims=True))
 
 
+def _tree_logprobs(model, space: Space, batch_size: int) -> np.ndarray:
+    """(P, K) float64 log pi(y|x) read off the prefix tree (module docstring, ``tree=True``)."""
+    import torch
+
+    from ..lm.logprobs import pack_pairs, packing_capacity, response_logits
+    from ..lm.model import model_device
+
+    n_words, max_len, eos = space.responses.n_words, space.max_len, space.eos_id
+    prefixes = [list(w) + [eos] for w in itertools.product(range(n_words), repeat=max_len - 1)]
+    # dist[p, row, t] = log pi(. | x_p, first t words of prefix row), over the V + 1 tokens
+    dist = np.empty((space.n_prompts, len(prefixes), max_len, n_words + 1))
+    device, was_training = model_device(model), model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for p, prompt in enumerate(space.prompt_id_lists()):
+                for start in range(0, len(prefixes), batch_size):
+                    rows = prefixes[start : start + batch_size]
+                    batch = pack_pairs([prompt] * len(rows), rows, eos, packing_capacity(model), device)
+                    logps = torch.log_softmax(response_logits(model, batch).double(), dim=-1).cpu().numpy()
+                    dist[p, start + batch.target_seq.cpu().numpy(), batch.target_pos.cpu().numpy()] = logps
+    finally:
+        model.train(was_training)
+    words, lengths, finished = space.responses.words, space.responses.lengths, space.responses.finished
+    logps = np.zeros((space.n_prompts, space.n_responses))
+    row = np.zeros(space.n_responses, dtype=np.int64)  # the prefix row holding the first t words, zeros after
+    for t in range(max_len):
+        scored = (t < lengths) | ((t == lengths) & finished)  # a word at step t, or the closing EOS
+        token = np.where(t < lengths, words[:, t], eos)
+        logps[:, scored] += dist[:, row[scored], t, token[scored]]
+        if t < max_len - 1:
+            row += np.where(t < lengths, words[:, t], 0) * n_words ** (max_len - 2 - t)
+    return logps
+
+
 def policy_logprobs(
-    model, space: Space, batch_size: int = 512, normalize: bool = True, progress: bool = False
+    model, space: Space, batch_size: int = 512, normalize: bool = True, progress: bool = False, tree: bool = True
 ) -> np.ndarray:
     """log pi(y|x) of all K responses of all P prompts (module docstring), float64 (P, K).
 
     model: a causal LM over the task's tokens (``len(space.tokenizer)`` ids, EOS last); batch_size:
     sequences per engine forward (the result does not depend on it); normalize: subtract each row's
-    log-sum-exp (default; False returns the engine's values unchanged, still checked)  ->  logps
-    (P, K), each row's probabilities summing to 1. ValueError naming ``model`` for a model over
-    another vocabulary or one whose context is shorter than ``space.n_positions - 1``; RuntimeError
-    if a row's probabilities miss 1 by more than :data:`SUM_ATOL`.
+    log-sum-exp (default; False returns the engine's values unchanged, still checked); tree: read the
+    prefix tree (default) or score every response with ``lm.sequence_logprobs`` (module docstring)
+    ->  logps (P, K), each row's probabilities summing to 1. ValueError naming ``model`` for a model
+    over another vocabulary or one whose context is shorter than ``space.n_positions - 1``;
+    RuntimeError if a row's probabilities miss 1 by more than :data:`SUM_ATOL`.
     """
     import torch
 
@@ -70,18 +115,21 @@ def policy_logprobs(
     n_ctx = int(model.config.max_position_embeddings)
     if n_ctx < space.n_positions - 1:
         raise ValueError(f"model: context of {n_ctx} tokens < {space.n_positions - 1} (prompt + {space.max_len} words)")
-    responses = space.responses.id_lists()
-    prompts = [p for p in space.prompt_id_lists() for _ in responses]  # prompt-major: row p, column k
-    logps = sequence_logprobs(
-        model,
-        prompts,
-        responses * space.n_prompts,
-        batch_size=batch_size,
-        add_eos=False,
-        eos_id=space.eos_id,
-        progress=progress,
-    )
-    logps = logps.double().numpy().reshape(space.n_prompts, space.n_responses)
+    if tree:
+        logps = _tree_logprobs(model, space, batch_size)
+    else:
+        responses = space.responses.id_lists()
+        prompts = [p for p in space.prompt_id_lists() for _ in responses]  # prompt-major: row p, column k
+        logps = sequence_logprobs(
+            model,
+            prompts,
+            responses * space.n_prompts,
+            batch_size=batch_size,
+            add_eos=False,
+            eos_id=space.eos_id,
+            progress=progress,
+        )
+        logps = logps.double().numpy().reshape(space.n_prompts, space.n_responses)
     lse = _logsumexp(logps)
     worst = int(np.argmax(np.abs(np.expm1(lse[:, 0]))))
     if abs(np.expm1(lse[worst, 0])) > SUM_ATOL:

@@ -1,6 +1,6 @@
 """Preference pairs for the exact task: two responses from pi_ref, labelled by the known gold reward.
 
-Introduced with the exact task (:mod:`dpo_lab.exact`, no notebook yet). For each pair, as in the DPO paper's
+Introduced in notebook 04 (:mod:`dpo_lab.exact`). For each pair, as in the DPO paper's
 controlled-sentiment setup (Sec. 6.1: completions from pi_SFT, labelled by the gold reward):
 
     x ~ uniform over the prompts
@@ -30,9 +30,10 @@ key                 type       meaning
 ``rejected``        str        y_l as text
 ``score_chosen``    float      r*(x, y_w)
 ``score_rejected``  float      r*(x, y_l) (may exceed score_chosen with labels="bt")
-``offset``          float      ODPO offset at alpha = 1, ``losses.odpo_offset(..., f="identity")``
-                               = r*(x, y_w) - r*(x, y_l) (ODPO Eq. 15; "identity", not the
-                               paper's "log", because a Bradley-Terry label can make it <= 0)
+``offset``          float      ODPO offset at alpha = 1, ``losses.odpo_offset(..., f=offset)``:
+                               f = "identity" (default) r*(x, y_w) - r*(x, y_l), or f = "log"
+                               (the ODPO paper's) its log, which needs labels="order" because a
+                               Bradley-Terry label can make the difference <= 0 (ODPO Eq. 15)
 ``prompt_ids``      list[int]  ``[EOS] + prompt ids``
 ``chosen_ids``      list[int]  y_w's token ids, EOS last when it has one (as ``lm.sample`` returns)
 ``rejected_ids``    list[int]  y_l's token ids, same convention
@@ -55,6 +56,7 @@ from .enumeration import as_probs
 from .space import Space, check_space
 
 LABELS = ("bt", "order")
+OFFSETS = ("identity", "log")
 TRAINER_KEYS = ("prompt_ids", "chosen_ids", "rejected_ids")
 CHUNK = 2048  # pairs drawn at a time
 
@@ -65,11 +67,12 @@ def _count(n, name: str) -> int:
     return int(n)
 
 
-def sample_pairs(space: Space, ref, n: int, seed: int, labels: str = "bt") -> list[dict]:
+def sample_pairs(space: Space, ref, n: int, seed: int, labels: str = "bt", offset: str = "identity") -> list[dict]:
     """``n`` preference pairs (module docstring) drawn with ``numpy.random.default_rng(seed)``.
 
     task, ref (P, K) pi_ref probabilities (or a model, enumerated), n >= 1, seed int >= 0,
-    labels "bt" (Bradley-Terry on r*) or "order" (deterministic order of r*, ties redrawn)
+    labels "bt" (Bradley-Terry on r*) or "order" (deterministic order of r*, ties redrawn),
+    offset "identity" or "log" (the ODPO offset function f; "log" only with labels="order")
     ->  n dicts (module docstring), in draw order.
     """
     space = check_space(space)
@@ -79,6 +82,13 @@ def sample_pairs(space: Space, ref, n: int, seed: int, labels: str = "bt") -> li
         raise ValueError(f"seed: expected an integer >= 0, got {seed!r}")
     if labels not in LABELS:
         raise ValueError(f"labels: expected one of {LABELS}, got {labels!r}")
+    if offset not in OFFSETS:
+        raise ValueError(f"offset: expected one of {OFFSETS}, got {offset!r}")
+    if offset == "log" and labels != "order":
+        raise ValueError(
+            "offset: 'log' needs r*(y_w) > r*(y_l) in every pair, which only labels='order' guarantees "
+            "(a Bradley-Terry label prefers the lower reward in some pairs)"
+        )
     bandit = space.bandit(ref)
     rng = np.random.default_rng(seed)
     parts, missing = [], n
@@ -99,11 +109,24 @@ def sample_pairs(space: Space, ref, n: int, seed: int, labels: str = "bt") -> li
     else:
         raise RuntimeError("labels='order': could not find enough pairs with unequal rewards")
     context, chosen, rejected = (np.concatenate(col) for col in zip(*parts))
-    offsets = _losses.odpo_offset(space.reward[context, chosen], space.reward[context, rejected], f="identity")
+    offsets = _losses.odpo_offset(space.reward[context, chosen], space.reward[context, rejected], f=offset)
     return [
         _pair(space, int(p), int(w), int(rej), float(o))
         for p, w, rej, o in zip(context, chosen, rejected, offsets.tolist())
     ]
+
+
+def with_offset(pairs, offset: str) -> list[dict]:
+    """The same pairs with the ODPO offset of another function f (``offset``, :data:`OFFSETS`): new
+    dicts, ``pairs`` unchanged. ValueError naming ``offset`` for an unknown f, or for "log" when a
+    pair's chosen response does not have the larger reward."""
+    if offset not in OFFSETS:
+        raise ValueError(f"offset: expected one of {OFFSETS}, got {offset!r}")
+    chosen, rejected = (np.array([p[k] for p in pairs], dtype=np.float64) for k in ("score_chosen", "score_rejected"))
+    if offset == "log" and not (chosen > rejected).all():
+        raise ValueError("offset: 'log' needs r*(y_w) > r*(y_l) in every pair (pairs with labels='order')")
+    offsets = _losses.odpo_offset(chosen, rejected, f=offset).tolist()
+    return [dict(p, offset=float(o)) for p, o in zip(pairs, offsets)]
 
 
 def _pair(space: Space, p: int, w: int, rej: int, offset: float) -> dict:

@@ -1,6 +1,6 @@
 """Exact KL, expected reward, the optimum pi*_beta and the reward-KL frontier of the exact task.
 
-Introduced with the exact task (:mod:`dpo_lab.exact`, no notebook yet). The prompts are the contexts and the K
+Introduced in notebook 04 (:mod:`dpo_lab.exact`). The prompts are the contexts and the K
 enumerated responses the arms of a ``dpo_lab.bandits`` bandit, so every quantity here is the bandit
 function applied to exact (P, K) arrays, not a second derivation:
 
@@ -48,7 +48,7 @@ from .space import Space, check_space
 
 BETA_MIN, BETA_MAX = 1e-6, 1e6
 """Bracket of the bisection in :func:`frontier_reward`: at 1e-6 pi*_beta is the argmax policy (reward
-gaps are >= c = 1/6 here), at 1e6 it is pi_ref to 1e-13 in KL."""
+gaps are >= c = 1 here), at 1e6 it is pi_ref to 1e-13 in KL."""
 
 
 def check_beta(beta, name: str = "beta") -> float:

@@ -1,6 +1,6 @@
 """pi_ref for the exact task: a tiny GPT-2 trained by the engine's own SFT on sentences of a Markov chain.
 
-Introduced with the exact task (:mod:`dpo_lab.exact`, no notebook yet). As in the IMDb task, pi_ref is pi_SFT: a GPT-2
+Introduced in notebook 04 (:mod:`dpo_lab.exact`). As in the IMDb task, pi_ref is pi_SFT: a GPT-2
 built with ``dpo_lab.lm.gpt2_config`` / ``load_model`` and trained with ``dpo_lab.lm.train_sft``
 (stored and resumable in the run store, kind ``"sft"``). Its corpus is synthetic, so that pi_ref has
 structure (it is far from uniform) and that structure is known:

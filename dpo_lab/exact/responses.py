@@ -1,6 +1,6 @@
 """Every response the engine can produce, listed once: the arms of the exact task's bandit.
 
-Introduced with the exact task (:mod:`dpo_lab.exact`, no notebook yet). ``dpo_lab.lm.sample`` draws tokens until EOS or
+Introduced in notebook 04 (:mod:`dpo_lab.exact`). ``dpo_lab.lm.sample`` draws tokens until EOS or
 until ``max_new_tokens`` tokens are out; a response that stops at EOS keeps its EOS as last token, a
 response cut by the cap has none (``Samples.finished`` is False). With V words, EOS and a cap of L
 tokens, the responses are therefore exactly

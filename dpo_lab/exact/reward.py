@@ -1,6 +1,6 @@
 """The gold reward r*(x, y) of the exact task: a word-sentiment score that a policy can game.
 
-Introduced with the exact task (:mod:`dpo_lab.exact`, no notebook yet). In the spirit of the IMDb task's gold reward
+Introduced in notebook 04 (:mod:`dpo_lab.exact`). In the spirit of the IMDb task's gold reward
 (a sentiment classifier's P(positive) of prompt + response), but a formula, so it is known exactly,
 deterministic and cheap for all K responses of every prompt:
 
@@ -13,11 +13,13 @@ deterministic and cheap for all K responses of every prompt:
 * a "not" flips the next word, across the prompt/response boundary too: "the film is not" + "good"
   scores -1 and "the film is not" + "bad" scores +1, so r* depends on x, not only on y. The
   default prompts hold no sentiment word, so S(x + y) is the response's part alone.
-* ``c`` (default ``1 / (L max_w |v(w)|)`` = 1 / (2 L) = 1/6 for L = 3) maps the largest possible |S|
-  of a response, 2L, to 1: with the default prompts r* lies in [-1, 1] like a centred P(positive).
-  With this scale the DPO paper's beta grid {0.05, 0.1, 1, 5} spans the exact frontier from near
-  pi_ref (beta = 5) to near the reward maximiser (beta = 0.05); the numbers are in the package
-  docstring (:mod:`dpo_lab.exact`).
+* ``c`` (:data:`DEFAULT_SCALE` = 1: r* = S, whole numbers in [-2L, 2L]). The optimum depends on r*/beta
+  only, so c places the DPO paper's beta grid {0.05, 0.1, 1, 5} on the frontier, and it sets how
+  informative a Bradley-Terry label is (P(the better of two responses wins) = sigmoid(c * gap)). At
+  c = 1, beta = 5 sits near pi_ref, beta = 1 mid-frontier and beta <= 0.1 at the maximiser, and 83% of
+  the labels of two pi_ref samples follow r*'s order. c = 1/6 (r* in [-1, 1]) spreads the four betas
+  more evenly, but only 57% of its labels follow the order, and DPO then needs far more pairs to reach
+  pi*_beta (notebook 04, section 3, measures both).
 
 What can be gamed, on purpose: the score is a *sum*, so repeating a positive word keeps paying
 ("great great great" scores 6, any single word at most 2) and longer responses can score more.
@@ -41,8 +43,11 @@ import math
 
 import numpy as np
 
-from .responses import Responses, check_max_len
+from .responses import Responses
 from .vocab import check_prompts, check_words, word_ids
+
+#: c: r* is the raw sum S (the module docstring says why 1 and not a scale that maps r* into [-1, 1]).
+DEFAULT_SCALE = 1.0
 
 WORD_VALUES = {"good": 1.0, "great": 2.0, "bad": -1.0, "dull": -1.0}
 """v(w) of the sentiment words; any other word is worth 0."""
@@ -77,15 +82,6 @@ def word_values(words, values=None) -> np.ndarray:
     return np.array([_number(values.get(w, 0.0), f"values[{w!r}]") for w in words], dtype=np.float64)
 
 
-def reward_scale(max_len, values) -> float:
-    """The default c = 1 / (L * max_w |v(w)|): the largest possible |s| maps to 1 (module docstring).
-
-    max_len L >= 1, values (V,)  ->  float > 0 (1 when every word is worth 0).
-    """
-    top = float(np.abs(np.asarray(values, dtype=np.float64)).max(initial=0.0))
-    return 1.0 / (check_max_len(max_len) * top) if top > 0 else 1.0
-
-
 def check_scale(scale) -> float:
     """``scale`` as a finite float > 0 (ValueError naming ``scale`` otherwise)."""
     c = _number(scale, "scale")
@@ -94,12 +90,12 @@ def check_scale(scale) -> float:
     return c
 
 
-def gold_reward(prompts, words, responses: Responses, values=None, scale=None) -> np.ndarray:
+def gold_reward(prompts, words, responses: Responses, values=None, scale=DEFAULT_SCALE) -> np.ndarray:
     """r*(x, y) = c * S(x + " " + y) for every prompt and response (module docstring), vectorised:
     c * S(x) plus the response's words, the first one negated when the prompt ends with "not".
 
     prompts (P,) str, words (V,) str, responses (K responses of ``enumerate_responses``),
-    values {word: number} or None (:data:`WORD_VALUES`), scale c > 0 or None (:func:`reward_scale`)
+    values {word: number} or None (:data:`WORD_VALUES`), scale c > 0 (default :data:`DEFAULT_SCALE`)
     ->  reward (P, K) float64.
     """
     words = check_words(words)
@@ -107,7 +103,7 @@ def gold_reward(prompts, words, responses: Responses, values=None, scale=None) -
     if not isinstance(responses, Responses) or responses.n_words != len(words):
         raise ValueError(f"responses: expected the Responses of {len(words)} words (enumerate_responses)")
     v = word_values(words, values)
-    c = reward_scale(responses.max_len, v) if scale is None else check_scale(scale)
+    c = check_scale(scale)
     neg = words.index(NEGATOR) if NEGATOR in words else -2  # -2: matches no word id and no padding
     own = np.array([score_texts([p], dict(zip(words, v)))[0] for p in prompts])  # S(x), (P,)
     last = np.array([word_ids(p, words)[-1] for p in prompts], dtype=np.int64)  # (P,)
@@ -126,7 +122,7 @@ def gold_reward(prompts, words, responses: Responses, values=None, scale=None) -
     return c * (own[:, None] + (value[None] * sign).sum(axis=-1))
 
 
-def score_texts(texts, values=None, scale=1.0) -> np.ndarray:
+def score_texts(texts, values=None, scale=DEFAULT_SCALE) -> np.ndarray:
     """c * S(text) for each text, word by word (module docstring): the gold reward as a scorer of
     prompt + response texts, and the reference that the vectorised :func:`gold_reward` is tested
     against. ``scale`` defaults to 1 (the raw sum S); words outside ``values`` are worth 0, any text is

@@ -1,6 +1,6 @@
 """The exact task in one object: vocabulary, tokenizer, prompts, every response and the gold reward.
 
-Introduced with the exact task (:mod:`dpo_lab.exact`, no notebook yet). :func:`make_space` checks its arguments once and
+Introduced in notebook 04 (:mod:`dpo_lab.exact`). :func:`make_space` checks its arguments once and
 builds everything the other modules need; an :class:`Space` is read-only. Seen as a bandit
 (``dpo_lab.bandits``), the prompts are the contexts and the K enumerated responses are the arms:
 ``space.bandit(ref_probs)`` is that bandit with pi_ref's exact probabilities.
@@ -27,7 +27,7 @@ import numpy as np
 
 from ..bandits import Bandit
 from .responses import Responses, check_max_len, check_size, enumerate_responses
-from .reward import gold_reward, reward_scale, score_texts, word_values
+from .reward import DEFAULT_SCALE, gold_reward, score_texts, word_values
 from .vocab import PROMPTS, WORDS, build_tokenizer, check_prompts, check_words, prompt_ids
 
 DEFAULT_MAX_LEN = 3
@@ -93,7 +93,7 @@ class Space:
         )
 
 
-def make_space(words=WORDS, prompts=PROMPTS, max_len=DEFAULT_MAX_LEN, values=None, scale=None) -> Space:
+def make_space(words=WORDS, prompts=PROMPTS, max_len=DEFAULT_MAX_LEN, values=None, scale=DEFAULT_SCALE) -> Space:
     """Build and check the exact task.
 
     ==========  ===================================================================================
@@ -103,7 +103,7 @@ def make_space(words=WORDS, prompts=PROMPTS, max_len=DEFAULT_MAX_LEN, values=Non
     prompts     strings of vocabulary words (default :data:`dpo_lab.exact.vocab.PROMPTS`, P = 4)
     max_len     L >= 1, the longest response in words (default 3)
     values      {word: v(w)} of the gold reward (default :data:`dpo_lab.exact.reward.WORD_VALUES`)
-    scale       reward scale c > 0 (default 1 / (L max|v|): r* in [-1, 1])
+    scale       reward scale c > 0 (default :data:`DEFAULT_SCALE` = 1: r* = S, whole numbers in [-2L, 2L])
     ==========  ===================================================================================
 
     Raises ValueError naming the argument: a bad word list, a prompt with an unknown word, max_len
@@ -120,7 +120,7 @@ def make_space(words=WORDS, prompts=PROMPTS, max_len=DEFAULT_MAX_LEN, values=Non
     reward = gold_reward(prompts, words, responses, values, scale)
     reward.setflags(write=False)
     v.setflags(write=False)
-    c = reward_scale(max_len, v) if scale is None else float(scale)
+    c = float(scale)
     ids = tuple(tuple(p) for p in prompt_ids(prompts, tokenizer))
     return Space(words, prompts, max_len, tokenizer, ids, responses, reward, c, v)
 

@@ -1,6 +1,6 @@
 """The exact task as a :class:`dpo_lab.task.Task`: the experiment of the IMDb task on an enumerable one.
 
-Introduced with the exact task (no notebook yet). ``python -m dpo_lab.sweep --task exact`` trains
+Introduced in notebook 04. ``python -m dpo_lab.sweep --task exact`` trains
 every method of the grid on this task with the same trainers, run store and evaluator as the IMDb
 task, and every evaluation record also carries the task's exact quantities (``exact_evaluation``: ``eval/enum_kl``,
 ``eval/enum_reward``, the exact frontier's reward at that KL and the gap to it, per prompt too).
@@ -23,7 +23,9 @@ exact_evaluation           ``quantities.evaluate`` against pi_ref's enumerated p
 The experiment's sizes: a 27k-weight model trains in milliseconds per step, so the task runs the
 sweep with its own knobs (``profile.exact_*``) in place of the IMDb ones (``pref_*``, ``eval_*``,
 ``max_new_tokens``). ``self.profile`` is that profile; its name stays the profile's, and every run's
-tag names the task, so the two tasks' runs never mix.
+tag names the task, so the two tasks' runs never mix. The variants of notebook 04 change ``exact_*``
+knobs (pairs, labels, offset function); the tasks of one process share pi_ref's enumeration and the
+sampled pairs (``_CACHE``), since a variant that changes neither should not pay for them again.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import numpy as np
 from .. import config as _config
 from ..task import Scorer, SFTPolicy, Task
 from .enumeration import policy_logprobs
-from .pairs import sample_pairs
+from .pairs import sample_pairs, with_offset
 from .quantities import evaluate
 from .reference import train_reference
 from .space import Space, make_space
@@ -49,16 +51,23 @@ def experiment_profile(profile: _config.Profile) -> _config.Profile:
         pref_lr=profile.exact_pref_lr,
         pref_optimizer="adamw",
         pref_warmup_steps=max(1, profile.exact_pref_steps // 20),
+        pref_lr_schedule=profile.exact_lr_schedule,
         eval_every=profile.exact_eval_every,
+        pref_checkpoint_every=profile.exact_eval_every,  # a run of seconds: resuming from the last evaluation is enough
         eval_samples_per_prompt=profile.exact_eval_samples,
         max_new_tokens=profile.exact_max_len,
     )
 
 
+#: Per process, by what determines them: pi_ref's enumeration and the sampled pairs. The variants of
+#: one experiment (another ODPO alpha, fewer pairs) build a task each and share both.
+_CACHE: dict[tuple, object] = {}
+
+
 class ExactTask(Task):
     """Continue a prompt of the exact task's words; every response can be listed (module table).
 
-    Introduced with the exact task (no notebook yet).
+    Introduced in notebook 04.
     """
 
     name = "exact"
@@ -73,9 +82,15 @@ class ExactTask(Task):
         return SFTPolicy(ref.model, self.space.tokenizer, ref.path, ref.run, ref.result)
 
     def ref_probs(self) -> np.ndarray:
-        """(P, K) pi_ref(y|x) of every response, enumerated once per task object."""
+        """(P, K) pi_ref(y|x) of every response, enumerated once per process (read-only)."""
         if self._ref_probs is None:
-            self._ref_probs = np.exp(policy_logprobs(self.reference(progress=False).model, self.space))
+            ref = self.reference(progress=False)
+            key = ("ref_probs", str(ref.path), self.space.max_len)
+            if key not in _CACHE:
+                probs = np.exp(policy_logprobs(ref.model, self.space))
+                probs.setflags(write=False)
+                _CACHE[key] = probs
+            self._ref_probs = _CACHE[key]
         return self._ref_probs
 
     def train_prompts(self) -> list[str]:
@@ -88,8 +103,19 @@ class ExactTask(Task):
         return prompt_ids(prompts, tokenizer)
 
     def preference_pairs(self, progress: bool = True) -> list[dict]:
+        """``pairs.sample_pairs`` with the profile's ``exact_*`` knobs; sampled once per process (the
+        list is shared: do not modify it)."""
         p = self.profile
-        return sample_pairs(self.space, self.ref_probs(), p.exact_pairs, seed=p.seed, labels=p.exact_labels)
+        draws = ("pairs", str(self.reference(progress=False).path), self.space.max_len, self.space.scale)
+        draws += (p.exact_pairs, p.seed, p.exact_labels)
+        if draws not in _CACHE:  # drawn once; another offset function f reuses the draws
+            ref = self.ref_probs()
+            _CACHE[draws] = sample_pairs(self.space, ref, p.exact_pairs, seed=p.seed, labels=p.exact_labels)
+        if p.exact_offset == "identity":
+            return _CACHE[draws]
+        if draws + (p.exact_offset,) not in _CACHE:
+            _CACHE[draws + (p.exact_offset,)] = with_offset(_CACHE[draws], p.exact_offset)
+        return _CACHE[draws + (p.exact_offset,)]
 
     def gold_reward(self) -> Scorer:
         return Scorer(f"exact r* (scale {self.space.scale:.4g})", self.space.score)

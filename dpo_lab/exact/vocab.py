@@ -1,6 +1,6 @@
 """The exact task's vocabulary: a handful of real words plus EOS, a word-level tokenizer, the prompts.
 
-Introduced with the exact task (:mod:`dpo_lab.exact`, no notebook yet). The vocabulary is small enough that every
+Introduced in notebook 04 (:mod:`dpo_lab.exact`). The vocabulary is small enough that every
 response of at most ``max_len`` words can be listed, yet made of real words, so samples read like
 "the film was good good". The tokenizer is a ``transformers.PreTrainedTokenizerFast`` over a
 ``tokenizers`` WordLevel model: one token per word, split on whitespace. It behaves like the IMDb
