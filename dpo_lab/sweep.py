@@ -44,7 +44,11 @@ from. Record format: ``dpo_lab.evaluation``.
 Runs are stored and resumable (``dpo_lab.runs``, run kind ``pref``): a finished run is loaded, not
 retrained; an interrupted one continues from its last checkpoint. A run's tag names its method,
 hyperparameter, seed, profile and evaluation protocol, and its task unless that is the default one
-(so IMDb runs keep the ids they had before tasks existed). ``python -m dpo_lab.sweep`` runs the whole
+(so IMDb runs keep the ids they had before tasks existed).
+
+Many runs at once: ``dpo_lab.workers`` trains a list of jobs (grid cells, and variants of the
+experiment: a cell with some profile knobs changed, named in its tag) on worker processes;
+:func:`run_sweep` is that on the grid. ``python -m dpo_lab.sweep`` runs the whole
 sweep of a task and profile (``--task``, ``--profile``; defaults IMDb and ``$DPO_LAB_PROFILE``) and
 ``--export data/runs`` copies the finished runs' configs and metrics (no models) for shipping.
 """
@@ -56,15 +60,14 @@ import math
 import os
 import shutil
 import sys
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import config as _config
 from .evaluation import DEFAULT_TASK, METHODS, REFERENCE_METHOD, describe, frontier_runs
-from .runs import Run, list_runs, open_run
+from .runs import Run, open_run
 from .task import PAIR_KEYS, TASKS, Evaluator, Task, check_pairs, load_task
 
 #: beta of the token-level losses (Preferred-FT, Unlikelihood): their loss has no beta; it only scales
@@ -120,19 +123,25 @@ def grid(profile: _config.Profile | None = None) -> list[RunSpec]:
     )
 
 
-def _tag(method: str, seed: int, profile: _config.Profile, task: str) -> dict:
-    """The frontier label of a run; ``task`` only for a task other than the default (module docstring)."""
+def _tag(method: str, seed: int, profile: _config.Profile, task: str, variant: dict | None = None) -> dict:
+    """The frontier label of a run; ``task`` only for a task other than the default, ``variant`` only
+    for a variant of the experiment (module docstring)."""
     tag = {"method": method, "seed": seed, "profile": profile.name}
     if task != DEFAULT_TASK:
         tag["task"] = task
+    if variant:
+        tag["variant"] = dict(sorted(variant.items()))
     return tag
 
 
-def trainer_settings(spec: RunSpec, profile: _config.Profile | None = None, task: str = DEFAULT_TASK) -> dict:
+def trainer_settings(
+    spec: RunSpec, profile: _config.Profile | None = None, task: str = DEFAULT_TASK, variant: dict | None = None
+) -> dict:
     """Keyword arguments of ``lm.train_preferences`` for one run, except data, models and eval.
 
     Introduced in notebook 06. ``run_tag`` holds the frontier label (method, hyperparameter, seed,
-    profile, and the task unless it is the default); :func:`train_run` adds the evaluation settings.
+    profile, the task unless it is the default, the variant unless it is the standard experiment);
+    :func:`train_run` adds the evaluation settings.
     """
     if not isinstance(task, str) or not task:
         raise ValueError(f"task: need a task's name, got {task!r}")
@@ -144,7 +153,7 @@ def trainer_settings(spec: RunSpec, profile: _config.Profile | None = None, task
         beta, loss_kwargs = LOGGING_BETA, {"alpha": spec.hyper}
     elif spec.method == "preferred_ft":
         beta = LOGGING_BETA
-    tag = _tag(spec.method, spec.seed, p, task)
+    tag = _tag(spec.method, spec.seed, p, task, variant)
     if spec.hyper is not None:
         tag[METHODS[spec.method].hyper_name] = spec.hyper
     if spec.method == "odpo":
@@ -159,8 +168,10 @@ def trainer_settings(spec: RunSpec, profile: _config.Profile | None = None, task
         "lr": p.pref_lr,
         "optimizer": p.pref_optimizer,
         "warmup_steps": p.pref_warmup_steps,
+        "lr_schedule": p.pref_lr_schedule,
         "seed": spec.seed,
         "eval_every": p.eval_every,
+        "checkpoint_every": p.pref_checkpoint_every,
         "add_eos": False,
         "run_tag": tag,
     }
@@ -199,15 +210,23 @@ class Context:
     odpo_pairs: list[dict]
     evaluator: Evaluator
     task: str = DEFAULT_TASK
+    variant: dict = field(default_factory=dict)
 
 
-def context(profile: _config.Profile | None = None, task: str | Task | None = None, progress: bool = True) -> Context:
+def context(
+    profile: _config.Profile | None = None,
+    task: str | Task | None = None,
+    progress: bool = True,
+    variant: dict | None = None,
+) -> Context:
     """Load (or build once: cached runs) the task's pi_SFT, its preference pairs, its scorers and the
     evaluator.
 
     Introduced in notebook 06. ``task``: a name of ``task.TASKS`` (default IMDb) or a ``Task``; a
     ``Task`` brings its own profile, which must have the name of ``profile`` when both are given.
     ``Context.profile`` is the task's profile: the sizes every run of the context trains at.
+    ``variant``: the knobs in which ``profile`` departs from the standard experiment (:class:`Job`),
+    written into every run's tag.
     """
     from .lm import load_model
 
@@ -230,6 +249,7 @@ def context(profile: _config.Profile | None = None, task: str | Task | None = No
         training_pairs(pairs, p, odpo=True),
         Evaluator.for_task(t, ref, sft.tokenizer),
         t.name,
+        dict(variant or {}),
     )
 
 
@@ -255,46 +275,12 @@ def train_run(spec: RunSpec, ctx: Context, progress: bool = True):
     """
     from .lm import train_preferences
 
-    kwargs = trainer_settings(spec, ctx.profile, ctx.task)
+    kwargs = trainer_settings(spec, ctx.profile, ctx.task, ctx.variant)
     kwargs["run_tag"] = {**kwargs["run_tag"], "eval": ctx.evaluator.settings}
     pairs = ctx.odpo_pairs if spec.method == "odpo" else ctx.pairs
     return train_preferences(
         ctx.sft.model, ctx.ref, pairs, eval_fn=ctx.evaluator, tokenizer=ctx.sft.tokenizer, progress=progress, **kwargs
     )
-
-
-_WORKER: dict = {}
-
-
-def _init_worker(profile_name: str, task: str, threads: int) -> None:
-    """Per worker process: one torch thread count and one shared context, built once."""
-    import torch
-
-    torch.set_num_threads(threads)
-    _WORKER["ctx"] = context(_config.get_profile(profile_name), task, progress=False)
-
-
-def _train_one(spec: RunSpec, ctx: Context, progress: bool) -> tuple[str | None, float, str | None]:
-    """``(run id, seconds, None)``, or ``(None, seconds, why)`` when the run diverged: a diverged run
-    is a result (Unlikelihood with a large alpha can blow up), so the sweep keeps its evaluations so
-    far and goes on."""
-    started = time.perf_counter()
-    try:
-        return train_run(spec, ctx, progress=progress).run.id, time.perf_counter() - started, None
-    except FloatingPointError as err:
-        return None, time.perf_counter() - started, str(err)
-
-
-def _train_in_worker(spec: RunSpec) -> tuple[str | None, float, str | None]:
-    return _train_one(spec, _WORKER["ctx"], progress=False)
-
-
-def _submission_order(specs: list[RunSpec]) -> list[RunSpec]:
-    """The first run of each seed first. Runs of one seed share their reference log-probs (the
-    trainer caches them per data order), so two workers starting together then compute two different
-    caches instead of the same one twice."""
-    firsts = list({spec.seed: spec for spec in reversed(specs)}.values())
-    return sorted(specs, key=lambda spec: (spec not in firsts, specs.index(spec)))
 
 
 def run_sweep(
@@ -303,71 +289,17 @@ def run_sweep(
     progress: bool = True,
     task: str | Task = DEFAULT_TASK,
 ) -> dict:
-    """Train every run of :func:`grid` on ``task`` (finished runs are loaded, interrupted ones resumed).
+    """Train every run of :func:`grid` on ``task`` (``workers.run_jobs``, without variants).
 
-    Introduced in notebook 06. With ``workers`` > 1 (default ``profile.sweep_workers``) the runs are
-    spread over that many processes; pi_SFT, the pairs and the pi_SFT evaluation are built first in
-    this process so the workers only read them. Each training process uses ``profile.sweep_threads``
-    torch threads (0 = ``cores // workers``): on 2 cores two one-thread processes beat one two-thread
-    process (REFERENCE.md 8), and a second thread is what suffers most when other jobs share the
-    cores. A run that stops on a non-finite loss is reported, not fatal: it stays unfinished in the
-    store with the evaluations it made. ``task`` is a name of ``task.TASKS`` or a ``Task`` (with
-    several workers only a registered one: each worker rebuilds it from its name). Returns
-    ``{"runs": {spec: Run}`` (finished runs),
+    Introduced in notebook 06. Returns ``{"runs": {spec: Run}`` (finished runs),
     ``"failed": {spec: reason}, "seconds": {spec: seconds}, "wall_seconds": total}``.
     """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from .workers import Job, run_jobs  # workers imports this module: imported when called
 
-    from tqdm.auto import tqdm
-
-    from .lm import torch_threads
-
-    p = profile or _config.get_profile()
-    workers = p.sweep_workers if workers is None else workers
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers: need an integer >= 1, got {workers!r}")
-    name = task.name if isinstance(task, Task) else task
-    if name not in TASKS and not (isinstance(task, Task) and workers == 1):
-        raise ValueError(
-            f"task: unknown {name!r}; valid tasks: {', '.join(sorted(TASKS))}"
-            + ("" if workers == 1 else " (several workers rebuild the task from its name)")
-        )
-    threads = p.sweep_threads or max(1, (os.cpu_count() or 1) // workers)
-    started = time.perf_counter()
-    specs = grid(p)
-    outcome = {}
-    bar = tqdm(total=len(specs), desc=f"sweep ({name} task, {p.name} profile)", disable=not progress)
-    with torch_threads(threads):
-        ctx = context(p, task, progress=progress)
-        evaluate_sft(ctx)
-        if workers == 1:
-            for spec in specs:
-                outcome[spec] = _train_one(spec, ctx, progress)
-                bar.update(1)
-    if workers > 1:
-        os.environ[_config.ENV_VAR] = p.name  # the spawned workers resolve the same profile and results
-        with ProcessPoolExecutor(
-            workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(p.name, name, threads),
-        ) as pool:
-            futures = {pool.submit(_train_in_worker, spec): spec for spec in _submission_order(specs)}
-            for future in as_completed(futures):
-                spec = futures[future]
-                try:
-                    outcome[spec] = future.result()
-                except Exception as err:
-                    raise RuntimeError(f"run {spec.label} failed: {err}") from err
-                bar.update(1)
-    bar.close()
-    stored = {r.id: r for r in list_runs("pref")}
-    return {
-        "runs": {s: stored[outcome[s][0]] for s in specs if outcome[s][0]},
-        "failed": {s: outcome[s][2] for s in specs if outcome[s][2]},
-        "seconds": {s: outcome[s][1] for s in specs},
-        "wall_seconds": time.perf_counter() - started,
+    p = profile or (task.profile if isinstance(task, Task) else _config.get_profile())
+    out = run_jobs([Job(spec) for spec in grid(p)], p, workers, progress, task)
+    return {k: {job.spec: v for job, v in out[k].items()} for k in ("runs", "failed", "seconds")} | {
+        "wall_seconds": out["wall_seconds"]
     }
 
 
@@ -401,13 +333,13 @@ def policy_samples(ctx: Context, runs: dict[str, Run], n_prompts: int = 3) -> li
     return rows
 
 
-def export_runs(dest: str | Path, root: str | Path | None = None) -> list[Path]:
-    """Copy the finished frontier runs under ``root`` (default ``<results>/runs``) to ``dest``:
-    :data:`EXPORTED_FILES` only (no checkpoints, models or cached log-probs). Returns the folders.
+def export_runs(dest: str | Path, root: str | Path | None = None, task: str = DEFAULT_TASK) -> list[Path]:
+    """Copy the finished frontier runs of ``task`` under ``root`` (default ``<results>/runs``) to
+    ``dest``: :data:`EXPORTED_FILES` only (no checkpoints, models or cached log-probs). Returns the folders.
 
     Introduced in notebook 06; ``data/runs`` holds the cpu-profile runs made this way.
     """
-    runs = [r for r in frontier_runs(root) if r.finished]
+    runs = [r for r in frontier_runs(root, task) if r.finished]
     if not runs:
         raise ValueError(f"root: no finished frontier runs under {root or 'the results folder'}")
     dest = Path(dest)
@@ -448,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{spec.label:40s} {sec:7.0f} s  {status}")
     print(f"wall time {out['wall_seconds']:.0f} s")
     if args.export:
-        folders = export_runs(args.export)
+        folders = export_runs(args.export, task=args.task)
         print(f"exported {len(folders)} runs to {args.export}")
     return 0
 

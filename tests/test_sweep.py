@@ -1,5 +1,6 @@
 """Tests for dpo_lab.sweep on a tiny GPT-2 and a BPE trained here (no hub, seconds)."""
 
+import dataclasses
 import json
 import math
 from types import SimpleNamespace
@@ -9,7 +10,7 @@ import pytest
 import torch
 from lm_support import one_thread  # noqa: F401 - autouse fixture: one torch thread
 
-from dpo_lab import config, evaluation, results, runs, sweep
+from dpo_lab import config, evaluation, results, runs, sweep, workers
 from dpo_lab.lm import gpt2_config, load_model
 from dpo_lab.sentiment import pair_offsets, train_bpe
 from dpo_lab.task import Evaluator, Scorer
@@ -138,10 +139,25 @@ def test_run_spec_rejects_bad_cells(method, hyper, seed, match):
         sweep.RunSpec(method, hyper, seed)
 
 
-def test_workers_start_with_one_run_per_seed():
-    order = sweep._submission_order(sweep.grid(CPU))
-    assert sorted(order, key=sweep.grid(CPU).index) == sweep.grid(CPU)  # the same runs
-    assert [s.seed for s in order[:2]] == [0, 1]  # two caches of reference log-probs, not one twice
+def test_workers_start_with_one_run_per_seed_and_variant():
+    jobs = [workers.Job(spec) for spec in sweep.grid(CPU)]
+    order = workers._submission_order(jobs)
+    assert sorted(order, key=jobs.index) == jobs  # the same runs
+    assert [j.spec.seed for j in order[:2]] == [0, 1]  # two caches of reference log-probs, not one twice
+    fewer = workers.Job.of(sweep.RunSpec("dpo", 1.0, 0), exact_pairs=200)
+    assert workers._submission_order(jobs + [fewer])[:3] == [jobs[0], order[1], fewer]
+
+
+def test_job_names_its_variant_and_refuses_unknown_knobs():
+    job = workers.Job.of(sweep.RunSpec("odpo", 1.0, 0), odpo_alpha=0.5, exact_labels="order")
+    assert job.changes == (("exact_labels", "order"), ("odpo_alpha", 0.5))  # sorted: one job, one identity
+    assert job == workers.Job.of(sweep.RunSpec("odpo", 1.0, 0), exact_labels="order", odpo_alpha=0.5)
+    assert job.label == "ODPO beta=1 seed 0 (exact_labels=order, odpo_alpha=0.5)"
+    assert workers.Job(sweep.RunSpec("dpo", 1.0, 0)).label == "DPO beta=1 seed 0"
+    with pytest.raises(ValueError, match="odpo_alfa"):
+        workers.Job.of(sweep.RunSpec("odpo", 1.0, 0), odpo_alfa=0.5)
+    with pytest.raises(ValueError, match="name"):
+        workers.Job.of(sweep.RunSpec("odpo", 1.0, 0), name="cpu")
 
 
 def test_run_spec_label():
@@ -164,6 +180,18 @@ def test_trainer_settings_follow_the_method_and_profile():
     assert sweep.trainer_settings(sweep.RunSpec("odpo", 1.0, 0), CPU)["run_tag"]["odpo_alpha"] == CPU.odpo_alpha
     pft = sweep.trainer_settings(sweep.RunSpec("preferred_ft", None, 1), CPU)
     assert pft["loss"] == "preferred_ft" and "beta" not in pft["run_tag"] and pft["seed"] == 1
+    assert dpo["lr_schedule"] == cpu["lr_schedule"] == "constant"  # the paper's: no decay after warmup
+    decayed = sweep.trainer_settings(sweep.RunSpec("dpo", 0.5, 0), CPU.replace(pref_lr_schedule="cosine"))
+    assert decayed["lr_schedule"] == "cosine"
+    variant = sweep.trainer_settings(sweep.RunSpec("dpo", 0.5, 0), CPU, "exact", {"exact_pairs": 200})
+    assert variant["run_tag"] == {
+        "method": "dpo",
+        "beta": 0.5,
+        "seed": 0,
+        "profile": "cpu",
+        "task": "exact",
+        "variant": {"exact_pairs": 200},
+    }
 
 
 # --- data and evaluation --------------------------------------------------------------------------------
@@ -236,7 +264,7 @@ def test_evaluate_sft_is_computed_once(tiny_context):
 
 
 def test_run_sweep_trains_the_grid_then_reuses_it(tiny_context, monkeypatch):
-    monkeypatch.setattr(sweep, "context", lambda profile, task=None, progress=True: tiny_context)
+    monkeypatch.setattr(sweep, "context", lambda profile, task=None, progress=True, variant=None: tiny_context)
     out = sweep.run_sweep(TINY, progress=False)
     assert list(out["runs"]) == sweep.grid(TINY) and out["wall_seconds"] > 0
     assert all(r.finished and r.kind == "pref" for r in out["runs"].values())
@@ -252,8 +280,37 @@ def test_run_sweep_trains_the_grid_then_reuses_it(tiny_context, monkeypatch):
         sweep.run_sweep(TINY, workers=0)
 
 
+def test_run_jobs_trains_variants_that_stay_off_the_standard_frontier(tiny_context, monkeypatch):
+    def variant_context(profile, task=None, progress=True, variant=None):
+        return dataclasses.replace(tiny_context, profile=profile, variant=dict(variant or {}))
+
+    monkeypatch.setattr(sweep, "context", variant_context)
+    standard = workers.Job(sweep.RunSpec("dpo", 0.1, 0))
+    shorter = workers.Job.of(sweep.RunSpec("dpo", 0.1, 0), pref_steps=1)
+    out = workers.run_jobs([standard, shorter], TINY, progress=False)
+    assert set(out["runs"]) == {standard, shorter} and not out["failed"]
+    assert out["runs"][shorter].config["tag"]["variant"] == {"pref_steps": 1}
+    assert "variant" not in out["runs"][standard].config["tag"]
+    [sft_eval] = out["sft_eval"]  # the variant changed no evaluation setting: pi_SFT is evaluated once
+    stored = [sft_eval, *out["runs"].values()]
+    assert {p["run"] for p in results.load_points(stored)} == {sft_eval.id, out["runs"][standard].id}
+    only = results.load_points(stored, variant="pref_steps=1")
+    assert {p["run"] for p in only} == {sft_eval.id, out["runs"][shorter].id}  # pi_SFT: where every run starts
+    assert max(p["step"] for p in only) == 1
+    assert {p["variant"] for p in results.load_points(stored, variant=None)} == {"", "pref_steps=1"}
+
+
+def test_run_jobs_rejects_bad_jobs_and_unregistered_tasks_for_variants(tiny_context):
+    with pytest.raises(ValueError, match="jobs"):
+        workers.run_jobs([], TINY)
+    with pytest.raises(ValueError, match="jobs"):
+        workers.run_jobs([sweep.RunSpec("dpo", 0.1, 0)], TINY)
+    with pytest.raises(ValueError, match="'mine'.*rebuild the task"):
+        workers.run_jobs([workers.Job.of(sweep.RunSpec("dpo", 0.1, 0), pref_steps=1)], TINY, task="mine")
+
+
 def test_run_sweep_reports_a_diverged_run_and_goes_on(tiny_context, monkeypatch):
-    monkeypatch.setattr(sweep, "context", lambda profile, task=None, progress=True: tiny_context)
+    monkeypatch.setattr(sweep, "context", lambda profile, task=None, progress=True, variant=None: tiny_context)
     train = sweep.train_run
 
     def diverge_unlikelihood(spec, ctx, progress=True):
@@ -300,7 +357,7 @@ def test_export_copies_configs_and_metrics_only(tmp_path):
 
 
 def test_main_runs_the_sweep_and_exports(tiny_context, monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr(sweep, "context", lambda profile, task=None, progress=True: tiny_context)
+    monkeypatch.setattr(sweep, "context", lambda profile, task=None, progress=True, variant=None: tiny_context)
     monkeypatch.setattr(config, "get_profile", lambda name=None: TINY)
     assert sweep.main(["--workers", "1", "--export", str(tmp_path / "data")]) == 0
     out = capsys.readouterr().out

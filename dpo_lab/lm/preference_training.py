@@ -128,6 +128,7 @@ def _reference_logps(
             ref,
             [prompts[i] for i in visited] * 2,
             [chosen[i] for i in visited] + [rejected[i] for i in visited],
+            batch_size=2 * s.micro_batch_size,  # the sequences of one training forward: known to fit
             add_eos=False,
             progress=progress,
         )
