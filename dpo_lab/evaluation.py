@@ -129,10 +129,12 @@ def run_label(run) -> str:
 RUN_KINDS = ("pref", "sft_eval")
 
 
-def frontier_runs(root: str | Path | None = None) -> list:
+def frontier_runs(root: str | Path | None = None, task: str | None = DEFAULT_TASK) -> list:
     """The runs under ``root`` (default ``<results>/runs``) whose evaluations belong on the frontier:
     kinds :data:`RUN_KINDS` (``lm.train_preferences`` runs and the evaluation of pi_SFT) with a
     ``tag`` naming a method of :data:`METHODS`; a demonstration run without such a tag is not one.
+    ``task``: only the runs of that task (default IMDb, whose tags name no task), None for every task;
+    the rewards of two tasks are never comparable.
 
     Introduced in notebook 06.
     """
@@ -141,7 +143,10 @@ def frontier_runs(root: str | Path | None = None) -> list:
     return [
         r
         for r in list_runs(root=root)
-        if r.kind in RUN_KINDS and isinstance(r.config.get("tag"), dict) and r.config["tag"].get("method") in METHODS
+        if r.kind in RUN_KINDS
+        and isinstance(r.config.get("tag"), dict)
+        and r.config["tag"].get("method") in METHODS
+        and (task is None or r.config["tag"].get("task", DEFAULT_TASK) == task)
     ]
 
 

@@ -123,6 +123,15 @@ def mean_ci(values: Sequence[float], se: Sequence[float], confidence: float = 0.
     return mean, mean - float(half), mean + float(half), basis
 
 
+def _fixed_width(header: list[str], body: list[list[str]]) -> str:
+    """Left-aligned columns under a dashed rule: a table that prints the same in any notebook."""
+    widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
+        for line in [header, ["-" * w for w in widths]] + body
+    )
+
+
 def _group_key(p: dict) -> tuple[int, float]:
     return list(METHODS).index(p["method"]), (0.0 if math.isnan(p["hyper"]) else p["hyper"])
 
@@ -182,11 +191,76 @@ def format_table(rows: Sequence[dict], confidence: float = 0.9) -> str:
         ]
         for r in rows
     ]
-    widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
-        for line in [header, ["-" * w for w in widths]] + body
-    )
+    return _fixed_width(header, body)
+
+
+# --- distance to a known optimum ------------------------------------------------------------------
+def deficit_table(points: Sequence[dict]) -> list[dict]:
+    """How far below the exact optimal frontier each run's policies lie (tasks with exact evaluation).
+
+    Introduced in notebook 04. The deficit of a point is R*(KL) - E_pi[r*]: the reward the best
+    policy with the same exact KL has, minus this policy's (the evaluator's ``enum_frontier_gap``
+    with the sign flipped; >= 0 by theorem, 0 only on the frontier). One dict per run, in
+    :data:`METHODS` order then by hyperparameter: ``method``, ``label`` ("DPO beta=0.1"), ``seed``,
+    ``step``, ``kl``, ``reward`` and ``deficit`` of its last evaluation among ``points``, and
+    ``best_deficit`` with its ``best_kl``, the smallest deficit over all its evaluations, and
+    ``gain_share``: the share of the best possible reward gain at the last point's KL that it
+    achieved, (reward - R_ref) / (R*(KL) - R_ref) with R_ref the SFT reference's reward (NaN without
+    an SFT point among ``points``, or where the possible gain is below 1e-9). The SFT reference
+    itself is skipped (its KL is 0, where the frontier is pi_ref itself).
+    """
+    missing = [p["run"] for p in points if "enum_frontier_gap" not in p]
+    if missing:
+        raise ValueError(f"points: run {missing[0]} has no exact quantities (enum_frontier_gap)")
+    runs: dict[str, list[dict]] = {}
+    for p in points:
+        if p["method"] != REFERENCE_METHOD:
+            runs.setdefault(p["run"], []).append(p)
+    refs = [p["reward"] for p in points if p["method"] == REFERENCE_METHOD]
+    base = float(np.mean(refs)) if refs else math.nan
+    rows = []
+    for grp in sorted(runs.values(), key=lambda g: (_group_key(g[0]), g[0]["seed"])):
+        last = max(grp, key=lambda p: p["step"])
+        best = min(grp, key=lambda p: -p["enum_frontier_gap"])
+        hyper = "" if not last["hyper_name"] else f" {last['hyper_name']}={last['hyper']:g}"
+        possible = last["enum_reward"] - last["enum_frontier_gap"] - base  # R*(KL) - R_ref
+        rows.append(
+            {
+                "method": last["method"],
+                "label": METHODS[last["method"]].label + hyper,
+                "seed": last["seed"],
+                "step": last["step"],
+                "kl": last["enum_kl"],
+                "reward": last["enum_reward"],
+                "deficit": -last["enum_frontier_gap"],
+                "best_deficit": -best["enum_frontier_gap"],
+                "best_kl": best["enum_kl"],
+                "gain_share": (last["enum_reward"] - base) / possible if possible > 1e-9 else math.nan,
+            }
+        )
+    return rows
+
+
+def format_deficits(rows: Sequence[dict]) -> str:
+    """The rows of :func:`deficit_table` as a fixed-width text table.
+
+    Introduced in notebook 04.
+    """
+    header = ["run", "seed", "step", "KL", "E[r*]", "deficit", "share of best gain", "best deficit (at KL)"]
+    body = [
+        [
+            r["label"],
+            str(r["seed"]),
+            str(r["step"]),
+            f"{r['kl']:.3f}",
+            f"{r['reward']:.3f}",
+            f"{r['deficit']:.3f}",
+            "-" if math.isnan(r["gain_share"]) else f"{r['gain_share']:.0%}",
+            f"{r['best_deficit']:.3f} ({r['best_kl']:.3f})",
+        ]
+        for r in rows
+    ]
+    return _fixed_width(header, body)
 
 
 # --- does one frontier dominate another? -----------------------------------------------------------

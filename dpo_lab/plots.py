@@ -35,13 +35,15 @@ def _origin(points: Sequence[dict]) -> str:
     return f"profile {profile_of(points)}" if task == DEFAULT_TASK else f"task {task}, profile {profile_of(points)}"
 
 
-def plot_frontier(points: Sequence[dict], kl: str = "exact", log_kl: bool = False, ax=None):
+def plot_frontier(points: Sequence[dict], kl: str = "exact", log_kl: bool = False, ax=None, optimum=None):
     """Reward against KL for every evaluation point, coloured by method, Pareto front marked.
 
     Introduced in notebook 07. Pareto points get a black border (as in ODPO Fig. 2) and are joined
     by a black step line; the SFT reference is a dashed horizontal line. ``log_kl`` uses a symmetric
     log axis (linear within +-0.1 nats) because the log-ratio estimator can be slightly negative.
-    The title names the profile that made the points. Returns the figure.
+    ``optimum``: None, or ``(kls, rewards)`` of a known optimal frontier (the exact task's,
+    ``dpo_lab.exact.frontier``), drawn as a grey curve no point may cross. The title names the
+    profile that made the points. Returns the figure.
     """
     import matplotlib.pyplot as plt
 
@@ -52,6 +54,12 @@ def plot_frontier(points: Sequence[dict], kl: str = "exact", log_kl: bool = Fals
     fig = ax.figure
     trained = [p for p in points if p["method"] != REFERENCE_METHOD]
     ref = [p for p in points if p["method"] == REFERENCE_METHOD]
+    if optimum is not None:
+        kls, rewards = (np.asarray(a, dtype=float) for a in optimum)
+        if kls.ndim != 1 or kls.shape != rewards.shape or not kls.size:
+            raise ValueError(f"optimum: need (kls, rewards) of equal length, got shapes {kls.shape}, {rewards.shape}")
+        order = np.argsort(kls)
+        ax.plot(kls[order], rewards[order], color="0.55", lw=2.5, alpha=0.6, zorder=1, label="exact optimum (Eq. 4)")
     if ref:
         level = float(np.mean(column(ref, "reward")))
         ax.axhline(level, color="0.3", ls="--", lw=1, label=f"{METHODS[REFERENCE_METHOD].label}: {level:.3f}")
@@ -93,8 +101,10 @@ def plot_frontier(points: Sequence[dict], kl: str = "exact", log_kl: bool = Fals
         )
     if log_kl:
         ax.set_xscale("symlog", linthresh=0.1)
-    ax.set_xlabel(f"KL(pi || pi_SFT), {kl} estimator (nats){', symlog axis' if log_kl else ''}")
-    ax.set_ylabel("mean gold reward of samples")
+    what = "enumerated, exact" if kl == "enumerated" else f"{kl} estimator"
+    ax.set_xlabel(f"KL(pi || pi_SFT), {what} (nats){', symlog axis' if log_kl else ''}")
+    exact = bool(points) and all("sampled_reward" in p for p in points)  # results.enumerated
+    ax.set_ylabel("expected gold reward (enumerated)" if exact else "mean gold reward of samples")
     ax.set_title(f"Reward-KL frontier, {origin}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")

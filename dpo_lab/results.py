@@ -14,9 +14,14 @@ Point tables
 :func:`load_points` turns runs into a list of *points*, one dict per evaluation, with the keys of the
 record without the ``eval/`` prefix (``dpo_lab.evaluation`` documents them, including a task's exact
 quantities when it has them) plus ``run``, ``method``, ``hyper_name``, ``hyper`` (NaN when the method
-has none), ``seed``, ``profile``, ``task`` and ``step``. Every function of ``dpo_lab.frontier`` and
-``dpo_lab.plots`` takes such a list; :func:`profile_of` and :func:`task_of` refuse a list that mixes
-profiles or tasks, since their rewards are not comparable.
+has none), ``seed``, ``profile``, ``task``, ``variant`` and ``step``. Every function of
+``dpo_lab.frontier`` and ``dpo_lab.plots`` takes such a list; :func:`profile_of` and :func:`task_of`
+refuse a list that mixes profiles or tasks, since their rewards are not comparable.
+
+A *variant* of the experiment (``dpo_lab.sweep.Job``: fewer pairs, another ODPO alpha, ...) is named
+in its runs' tags; :func:`load_points` keeps variants off the standard frontier unless asked.
+:func:`enumerated` turns the points of a task with exact evaluation (the exact task of notebook 04)
+into points measured by enumeration, with no sampling noise; read them with ``kl="enumerated"``.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import numpy as np
 from .evaluation import DEFAULT_TASK, EVAL_KEYS, EVAL_PREFIX, METHODS, REFERENCE_METHOD, frontier_runs
 
 #: KL estimator name -> column of a point table.
-KL_ESTIMATORS = {"exact": "kl_exact", "logratio": "kl_logratio"}
+KL_ESTIMATORS = {"exact": "kl_exact", "logratio": "kl_logratio", "enumerated": "enum_kl"}
 
 
 def reference_dir() -> Path:
@@ -44,8 +49,10 @@ def reference_dir() -> Path:
     return config.project_root() / "data" / "runs"
 
 
-def stored_runs(root: str | Path | None = None, reference: str | Path | None = None) -> tuple[list, str]:
-    """The frontier runs to plot and a sentence saying where they come from.
+def stored_runs(
+    root: str | Path | None = None, reference: str | Path | None = None, task: str = DEFAULT_TASK
+) -> tuple[list, str]:
+    """The frontier runs of ``task`` (default IMDb) to plot and a sentence saying where they come from.
 
     Introduced in notebook 07. The reader's own runs (``root``, default ``<results>/runs`` of the
     active profile) when there are any, else the reference runs (``reference``, default
@@ -55,11 +62,11 @@ def stored_runs(root: str | Path | None = None, reference: str | Path | None = N
     from .runs import runs_root
 
     own_root = runs_root(root)
-    own = frontier_runs(own_root)
+    own = frontier_runs(own_root, task)
     if own:
         return own, f"your runs: {len(own)} frontier runs in {own_root}"
     ref_root = Path(reference) if reference is not None else reference_dir()
-    ref = frontier_runs(ref_root) if ref_root.is_dir() else []
+    ref = frontier_runs(ref_root, task) if ref_root.is_dir() else []
     if ref:
         return ref, f"reference runs: {len(ref)} frontier runs in {ref_root} (none of your own in {own_root})"
     raise FileNotFoundError(
@@ -67,14 +74,28 @@ def stored_runs(root: str | Path | None = None, reference: str | Path | None = N
     )
 
 
-def load_points(runs: Iterable) -> list[dict]:
+def variant_label(variant) -> str:
+    """A run tag's ``variant`` ({knob: value}) as one label, e.g. "exact_pairs=200, odpo_alpha=0.5";
+    "" for the standard experiment (no variant)."""
+    if not variant:
+        return ""
+    if not isinstance(variant, dict):
+        raise ValueError(f"variant: expected a dict of profile knobs, got {variant!r}")
+    return ", ".join(f"{k}={v}" for k, v in sorted(variant.items()))
+
+
+def load_points(runs: Iterable, variant: str | None = "") -> list[dict]:
     """Every evaluation record of ``runs`` (``dpo_lab.runs.Run`` objects) as a list of points.
 
     Introduced in notebook 07. Unfinished runs contribute the evaluations stored so far, so a sweep
     can be plotted while it runs. Records without ``eval/reward`` (training steps) are skipped; an
     evaluation record missing a key, or a config whose ``tag`` lacks ``method``/``seed``/``profile``/
-    the hyperparameter, is an error naming the file.
+    the hyperparameter, is an error naming the file. ``variant``: "" (default) keeps the runs of the
+    standard experiment, a :func:`variant_label` those of one variant, None all; pi_SFT's evaluation
+    is kept in every case (every run starts there).
     """
+    if variant is not None and not isinstance(variant, str):
+        raise ValueError(f"variant: expected a label (str), '' or None, got {variant!r}")
     points = []
     for run in runs:
         cfg_file = Path(run.path) / "config.json"
@@ -87,6 +108,9 @@ def load_points(runs: Iterable) -> list[dict]:
         missing = [k for k in needed if k not in tag]
         if missing:
             raise ValueError(f"{cfg_file}: the tag of a {method} run lacks {missing}")
+        label = variant_label(tag.get("variant"))
+        if variant is not None and label != variant and method != REFERENCE_METHOD:
+            continue
         for record in run.metrics():
             if EVAL_PREFIX + "reward" not in record:
                 continue
@@ -106,10 +130,30 @@ def load_points(runs: Iterable) -> list[dict]:
                 seed=int(tag["seed"]),
                 profile=str(tag["profile"]),
                 task=str(tag.get("task", DEFAULT_TASK)),
+                variant=label,
                 step=int(record["step"]),
             )
             points.append(point)
     return points
+
+
+def enumerated(points: Sequence[dict]) -> list[dict]:
+    """``points`` measured by enumeration: ``reward`` := ``enum_reward`` (the exact E_pi[r*]) and
+    ``reward_se`` := 0, the sampled values kept as ``sampled_reward`` / ``sampled_reward_se``.
+
+    Introduced in notebook 04. Read the result with ``kl="enumerated"`` (the exact KL, column
+    ``enum_kl``): every function of ``dpo_lab.frontier`` and ``dpo_lab.plots`` then works on exact
+    numbers, so a noise band is 0 and a verdict has no sampling error (training still had its seed).
+    A point without exact quantities (a task that cannot enumerate) is a ValueError naming its run.
+    """
+    out = []
+    for p in points:
+        if "enum_reward" not in p or "enum_kl" not in p:
+            raise ValueError(f"points: run {p.get('run')} (step {p.get('step')}) has no exact quantities")
+        q = dict(p, sampled_reward=p["reward"], sampled_reward_se=p["reward_se"])
+        q.update(reward=p["enum_reward"], reward_se=0.0, enum_kl_se=0.0)
+        out.append(q)
+    return out
 
 
 def kl_column(kl: str) -> str:

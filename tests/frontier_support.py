@@ -48,9 +48,9 @@ def record(step, reward, kl, n=8):
     )
 
 
-def make_run(root, method, hyper, seed, curve, profile="smoke", train_records=True, finish=True):
+def make_run(root, method, hyper, seed, curve, profile="smoke", train_records=True, finish=True, extra_tag=None):
     """A stored run of `method` whose evaluations follow `curve` = [(step, reward, kl), ...]."""
-    tag = {"method": method, "seed": seed, "profile": profile}
+    tag = {"method": method, "seed": seed, "profile": profile, **(extra_tag or {})}
     if ev.METHODS[method].hyper_name:
         tag[ev.METHODS[method].hyper_name] = hyper
     kind = "sft_eval" if method == "sft" else "pref"

@@ -146,3 +146,11 @@ def test_describe_names_a_grid_cell_and_refuses_unknown_methods():
     assert ev.describe("preferred_ft", None, 2) == "Preferred-FT seed 2"
     with pytest.raises(ValueError, match="method: need one of"):
         ev.describe("ppo", 0.1, 0)
+
+
+def test_frontier_runs_keep_one_task_unless_asked_for_all(tmp_path):
+    make_run(tmp_path, "dpo", 0.1, 0, [(10, 0.6, 1.0)])
+    make_run(tmp_path, "dpo", 0.1, 0, [(10, 0.6, 1.0)], extra_tag={"task": "exact"})
+    imdb, exact = ev.frontier_runs(tmp_path), ev.frontier_runs(tmp_path, task="exact")
+    assert len(imdb) == len(exact) == 1 and "task" not in imdb[0].config["tag"]  # untagged runs are IMDb runs
+    assert exact[0].config["tag"]["task"] == "exact" and len(ev.frontier_runs(tmp_path, task=None)) == 2

@@ -206,3 +206,30 @@ def test_hacking_onset_ignores_a_dip_the_run_recovers_from():
     other = [dict(point("odpo", kl=k, step=s), distinct1=0.2) for k, s in [(8.0, 50), (4.0, 25)]]
     onset = fr.hacking_onset([*reversed(stuck), *other, sft])
     assert (onset["method"], onset["kl_exact"]) == ("odpo", 4.0)
+
+
+# --- distance to a known optimum -------------------------------------------------------------------
+def exact(p, kl, reward, best):
+    """`p` with exact quantities: exact KL and reward, and R*(KL) = `best`."""
+    return dict(p, enum_kl=kl, enum_reward=reward, reward=reward, enum_frontier_gap=reward - best)
+
+
+def test_deficit_table_reads_each_run_against_the_optimum():
+    pts = [
+        exact(point("sft", kl=0.0, step=0, hyper=None), 0.0, 0.2, 0.2),
+        exact(point("dpo", step=10, hyper=1.0, run="a"), 0.5, 0.6, 0.7),
+        exact(point("dpo", step=20, hyper=1.0, run="a"), 1.0, 0.9, 1.2),
+        exact(point("preferred_ft", step=20, run="b", seed=1), 0.3, 0.3, 0.6),
+    ]
+    rows = fr.deficit_table(pts)
+    assert [r["label"] for r in rows] == ["DPO beta=1", "Preferred-FT"]  # METHODS order, no SFT row
+    dpo, pft = rows
+    assert (dpo["step"], dpo["kl"], dpo["reward"]) == (20, 1.0, 0.9)
+    assert dpo["deficit"] == pytest.approx(0.3) and dpo["best_deficit"] == pytest.approx(0.1)
+    assert dpo["best_kl"] == 0.5 and dpo["gain_share"] == pytest.approx(0.7 / 1.0)  # (0.9-0.2)/(1.2-0.2)
+    assert pft["seed"] == 1 and pft["gain_share"] == pytest.approx(0.1 / 0.4)
+    text = fr.format_deficits(rows)
+    assert text.splitlines()[0].startswith("run") and "70%" in text and "0.100 (0.500)" in text
+    assert math.isnan(fr.deficit_table(pts[1:])[0]["gain_share"])  # no SFT reward to count gains from
+    with pytest.raises(ValueError, match="run x.*exact quantities"):
+        fr.deficit_table([point(run="x")])

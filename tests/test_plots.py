@@ -85,3 +85,16 @@ def test_plot_training_curves_smooths_each_quantity(tmp_path):
     broken.log({"split": "train", "step": 11, "loss": 0.1})
     with pytest.raises(ValueError, match="metrics.jsonl.*missing"):
         plots.plot_training_curves([broken], keys=("loss", "rewards/margins"), window=1)
+
+
+def test_plot_frontier_draws_a_known_optimum_under_exact_points():
+    pts = [dict(p, enum_kl=p["kl_exact"], enum_reward=p["reward"]) for p in sweep()]
+    fig = plots.plot_frontier(results.enumerated(pts), kl="enumerated", optimum=([0.0, 5.0, 1.0], [0.5, 1.0, 0.8]))
+    ax = fig.axes[0]
+    [curve] = [line for line in ax.get_lines() if line.get_label() == "exact optimum (Eq. 4)"]
+    assert list(curve.get_xdata()) == [0.0, 1.0, 5.0]  # drawn in KL order
+    assert "enumerated" in ax.get_xlabel() and "enumerated" in ax.get_ylabel()
+    assert "samples" in plots.plot_frontier(pts).axes[0].get_ylabel()  # sampled points say so
+    plt.close("all")
+    with pytest.raises(ValueError, match="optimum"):
+        plots.plot_frontier(pts, optimum=([0.0, 1.0], [0.5]))

@@ -99,3 +99,48 @@ def test_task_of_refuses_mixed_tasks_and_old_runs_are_imdb_runs(tmp_path):
 def test_last_points_keeps_the_largest_step_per_run():
     pts = [point(run="a", step=10), point(run="a", step=30), point(run="b", step=5), point(run="a", step=20)]
     assert [(p["run"], p["step"]) for p in results.last_points(pts)] == [("a", 30), ("b", 5)]
+
+
+# --- variants and exact measurement ------------------------------------------------------------------
+def test_variant_label_names_the_changed_knobs_in_order():
+    assert results.variant_label(None) == results.variant_label({}) == ""
+    assert results.variant_label({"odpo_alpha": 0.5, "exact_pairs": 200}) == "exact_pairs=200, odpo_alpha=0.5"
+    with pytest.raises(ValueError, match="variant"):
+        results.variant_label(["exact_pairs", 200])
+
+
+def test_load_points_keeps_variants_apart(tmp_path):
+    make_run(tmp_path, "dpo", 0.1, 0, [(10, 0.6, 1.0)])
+    fewer = make_run(tmp_path, "dpo", 0.1, 0, [(10, 0.4, 1.5)], extra_tag={"variant": {"exact_pairs": 200}})
+    make_run(tmp_path, "sft", None, 0, [(0, 0.5, 0.0)])
+    stored = ev.frontier_runs(tmp_path)
+    standard = results.load_points(stored)
+    assert len(standard) == 2 and {p["variant"] for p in standard} == {""}
+    only = results.load_points(stored, variant="exact_pairs=200")
+    assert {p["method"] for p in only} == {"dpo", "sft"} and [p["run"] for p in only if p["method"] == "dpo"] == [
+        fewer.id
+    ]
+    assert len(results.load_points(stored, variant=None)) == 3
+    assert results.load_points(stored, variant="exact_pairs=7") == [p for p in standard if p["method"] == "sft"]
+    with pytest.raises(ValueError, match="variant"):
+        results.load_points(stored, variant={"exact_pairs": 200})
+
+
+def test_enumerated_points_replace_the_sampled_reward_and_keep_it():
+    exact_point = point(kl=1.0, reward=0.5, se=0.02) | {"enum_kl": 0.9, "enum_reward": 0.55}
+    [p] = results.enumerated([exact_point])
+    assert (p["reward"], p["reward_se"], p["enum_kl_se"]) == (0.55, 0.0, 0.0)
+    assert (p["sampled_reward"], p["sampled_reward_se"]) == (0.5, 0.02) and exact_point["reward"] == 0.5
+    assert results.kl_column("enumerated") == "enum_kl" and results.column([p], "enum_kl")[0] == 0.9
+    with pytest.raises(ValueError, match="no exact quantities"):
+        results.enumerated([point()])
+
+
+def test_stored_runs_look_for_the_task_asked_for(tmp_path):
+    own, ref = tmp_path / "own", tmp_path / "ref"
+    make_run(own, "dpo", 0.1, 0, [(10, 0.6, 1.0)], extra_tag={"task": "exact"})
+    make_run(ref, "dpo", 0.1, 0, [(10, 0.6, 1.0)], profile="cpu")
+    found, said = results.stored_runs(own, ref)
+    assert said.startswith("reference runs") and "task" not in found[0].config["tag"]  # exact runs are not IMDb's
+    found, said = results.stored_runs(own, ref, task="exact")
+    assert said.startswith("your runs") and found[0].config["tag"]["task"] == "exact"
