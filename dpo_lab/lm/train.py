@@ -196,10 +196,13 @@ def train_loop(
     tokenizer,
     checkpoint_every: int,
     progress: bool,
+    extra_state=None,
 ) -> TrainResult:
     """The shared loop (module docstring). ``step_fn(model, indices)`` runs forward and backward
     over the micro-batches of one step and returns its metrics (``loss`` included); it raises
-    ``FloatingPointError(what)`` when a log-prob is not finite."""
+    ``FloatingPointError(what)`` when a log-prob is not finite. ``extra_state``: None, or an object
+    whose ``state()`` dict is saved with every checkpoint and handed back to ``load(state, step)``
+    on resume (what a trainer keeps besides the weights and the optimiser)."""
     from tqdm.auto import tqdm
 
     policy = copy.deepcopy(policy).eval()
@@ -210,6 +213,8 @@ def train_loop(
         step, state = resumed
         policy.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if extra_state is not None:
+            extra_state.load(state["extra"], step)
     params = [p for p in policy.parameters() if p.requires_grad]
     last: dict = {}
     evaluated: dict = {}
@@ -241,7 +246,10 @@ def train_loop(
                     raise ValueError(f"eval_fn must return a dict of numbers, got {type(evaluated).__name__}")
                 run.log({"split": "eval", "step": step, **evaluated})
             if step % checkpoint_every == 0 and step < s.steps:
-                run.save_checkpoint({"model": policy.state_dict(), "optimizer": optimizer.state_dict()}, step)
+                state = {"model": policy.state_dict(), "optimizer": optimizer.state_dict()}
+                if extra_state is not None:  # what else a trainer needs to resume exactly (PPO: its KL coefficient)
+                    state["extra"] = extra_state.state()
+                run.save_checkpoint(state, step)
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['loss']:.4f}")
     finally:
