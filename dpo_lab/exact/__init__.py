@@ -24,11 +24,11 @@ vocab           ``WORDS``, ``PROMPTS``, ``EOS``, ``build_tokenizer(words)``, ``p
 responses       ``enumerate_responses(n_words, max_len)`` -> ``Responses``, ``MAX_RESPONSES`` (100,000)
 reward          ``WORD_VALUES``, ``gold_reward(prompts, words, responses)``, ``score_texts(texts)``
 space           ``make_space(words, prompts, max_len, values, scale)`` -> ``Space``
-enumeration     ``policy_logprobs(model, space)`` -> (P, K), ``as_probs``, ``softmax_policy``
+enumeration     ``policy_logprobs(model, space, tree)`` -> (P, K), ``as_probs``, ``softmax_policy``
 quantities      ``exact_kl``, ``expected_reward``, ``optimal_policy``, ``log_partition``,
                 ``reward_from_policy``, ``frontier``, ``frontier_reward``, ``frontier_gap``, ``evaluate``
 reference       ``train_reference(space, ...)`` -> ``ReferencePolicy``, ``chain_probs``, ``sentences``
-pairs           ``sample_pairs(space, ref, n, seed, labels)``, ``trainer_pairs(pairs, odpo)``
+pairs           ``sample_pairs(space, ref, n, seed, labels, offset)``, ``with_offset``, ``trainer_pairs``
 task            ``ExactTask``: all of the above as the ``dpo_lab.task.Task`` that ``dpo_lab.sweep``
                 runs (``python -m dpo_lab.sweep --task exact``), with exact evaluations
 ==============  ============================================================================
@@ -58,8 +58,9 @@ Typical use::
 Measured (torch 2.13 CPU, one thread, on this project's shared 2-core machine; default arguments):
 
 * ``train_reference``: 4.5 s (300 steps x 64 sentences, lr 3e-3); final train loss 0.917 per token.
-* ``policy_logprobs``: 0.52-0.70 s per policy (4,444 sequences through ``sequence_logprobs``).
-  With two threads while other jobs used the cores: 0.8-4.5 s (and 31 s of training): use one.
+* ``policy_logprobs``: 0.03 s per policy from the prefix tree (400 sequences), 0.33 s with ``tree=False``
+  (4,444 sequences through ``sequence_logprobs``). With two threads while other jobs used the cores the
+  per-response path took 0.8-4.5 s (and training 31 s instead of 4.5): use one.
 * ``evaluate`` of a (P, K) policy: 17 ms; ``sample_pairs``: 0.2 s for 2,000 pairs.
 * pi_ref has structure: KL(pi_ref || uniform) = 3.33, 3.36, 3.75, 3.78 nats for the 4 prompts (log K =
   7.01); KL(chain || pi_ref) = 0.40, 0.47, 0.07, 0.07 (the tiny model partly conflates "the film was"
