@@ -217,7 +217,8 @@ def train_reward_model(
         scores = m(*_batch([prompts[i] for i in indices] * 2, responses, pad, device))
         loss = reward_model_loss(scores[: len(indices)], scores[len(indices) :]).mean()
         loss.backward()
-        return {"loss": float(loss), "accuracy": pair_accuracy(scores[: len(indices)], scores[len(indices) :])}
+        scores = scores.detach()
+        return {"loss": float(loss.detach()), "accuracy": pair_accuracy(scores[: len(indices)], scores[len(indices) :])}
 
     def eval_fn(m, step):  # best_dir and best_file: the run's, known once it is opened below
         w, rej = reward_scores(m, held[0], held[1]), reward_scores(m, held[0], held[2])
