@@ -43,6 +43,8 @@ __all__ = [
     "project_reward",
     "frontier_point",
     "ideal_frontier",
+    "best_of_n",
+    "best_of_n_kl_bound",
     "random_bandit",
     "check_finite",
     "check_same_actions",
@@ -266,6 +268,45 @@ def ideal_frontier(reward, ref_policy, betas, context_probs=None) -> tuple[np.nd
         [frontier_point(optimal_policy(reward, ref_policy, b), reward, ref_policy, context_probs) for b in betas]
     )
     return points[:, 0], points[:, 1]
+
+
+def best_of_n(reward, ref_policy, n) -> np.ndarray:
+    """The policy of Best-of-N (DPO paper Sec. 6.1): draw ``n`` actions from pi_ref, keep the one with
+    the largest reward, a tie broken uniformly among the tied draws.
+
+    Issue 14 (the RLHF baselines). Exactly: the best of n draws has reward level <= r with probability
+    F(r)^n, F the reward's CDF under pi_ref, and among the actions of the winning level each is chosen
+    in proportion to pi_ref, so pi_N(y) = pi_ref(y) / pi_ref(level of y) * (F(r_y)^n - F(r_y^-)^n).
+
+    reward, ref_policy (n_contexts, K) or (K,); n integer >= 1  ->  pi_N of the same shape (n = 1: pi_ref).
+    """
+    reward = check_finite(reward, "reward")
+    ref_policy = _probs(ref_policy, "ref_policy")
+    check_same_actions(reward, ref_policy, "reward", "ref_policy")
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n: expected an integer >= 1, got {n!r}")
+    reward, ref_policy = np.broadcast_arrays(reward, ref_policy)
+    order = np.argsort(reward, axis=-1, kind="stable")
+    r, p = np.take_along_axis(reward, order, -1), np.take_along_axis(ref_policy, order, -1)
+    same = np.concatenate([np.zeros_like(r[..., :1], dtype=bool), r[..., 1:] == r[..., :-1]], axis=-1)
+    level = np.cumsum(~same, axis=-1) - 1  # index of each action's reward level, in increasing order
+    out = np.zeros_like(p)
+    for idx in np.ndindex(r.shape[:-1]):  # a few contexts: levels differ per context
+        mass = np.bincount(level[idx], weights=p[idx])  # pi_ref of each level
+        below = np.concatenate([[0.0], np.cumsum(mass)[:-1]])
+        wins = np.clip(below + mass, 0.0, 1.0) ** n - below**n  # P(the best of n lies at the level)
+        share = np.divide(p[idx], mass[level[idx]], out=np.zeros_like(p[idx]), where=mass[level[idx]] > 0)
+        np.put_along_axis(out[idx], order[idx], share * wins[level[idx]], axis=-1)
+    return out
+
+
+def best_of_n_kl_bound(n) -> float:
+    """log n - (n - 1) / n: KL(pi_N || pi_ref) when the reward has no ties and pi_ref no atoms, the
+    figure usually quoted for Best-of-N; with atoms or ties the exact KL (``kl(best_of_n(...), ref)``)
+    is smaller. Issue 14. n integer >= 1  ->  float >= 0."""
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n: expected an integer >= 1, got {n!r}")
+    return float(np.log(n) - (n - 1) / n)
 
 
 # --- the bandit container ------------------------------------------------------------------------

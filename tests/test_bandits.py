@@ -302,3 +302,42 @@ def test_public_checks_name_the_argument():
     assert B.check_same_actions(np.zeros((2, 3)), np.zeros(3), "a", "b") == (2, 3)
     with pytest.raises(ValueError, match=r"shape mismatch: a has shape \(3,\), b has shape \(2,\)"):
         B.check_same_actions(np.zeros(3), np.zeros(2), "a", "b")
+
+
+# --- Best-of-N (issue 14) ----------------------------------------------------------------------------
+def test_best_of_n_matches_drawing_n_and_keeping_the_best():
+    reward = np.array([[0.0, 1.0, 1.0, 2.0, -1.0], [3.0, 3.0, 3.0, 0.0, 0.0]])  # ties, on purpose
+    ref = np.array([[0.1, 0.3, 0.2, 0.05, 0.35], [0.2, 0.1, 0.1, 0.3, 0.3]])
+    np.testing.assert_allclose(B.best_of_n(reward, ref, 1), ref, atol=1e-15)
+    rng = np.random.default_rng(0)
+    for n in (2, 4):
+        pi = B.best_of_n(reward, ref, n)
+        np.testing.assert_allclose(pi.sum(-1), 1.0, atol=1e-12)
+        for x in range(2):
+            draws = rng.choice(5, size=(200_000, n), p=ref[x])
+            # the largest reward, a tie broken uniformly: a random key below the reward gap breaks it
+            keys = reward[x][draws] + 1e-3 * rng.random(draws.shape)
+            best = draws[np.arange(len(draws)), keys.argmax(1)]
+            freq = np.bincount(best, minlength=5) / len(best)
+            assert np.all(np.abs(freq - pi[x]) < 5 * np.sqrt(pi[x] * (1 - pi[x]) / len(best)) + 1e-12)
+
+
+def test_best_of_n_kl_reaches_the_quoted_bound_only_without_atoms():
+    k = 20_000
+    ref, reward = np.full(k, 1.0 / k), np.arange(k, dtype=float)  # nearly atomless, no ties
+    for n in (1, 4, 16):
+        exact_kl = float(B.kl(B.best_of_n(reward, ref, n), ref))
+        assert exact_kl <= B.best_of_n_kl_bound(n) + 1e-12
+        assert exact_kl == pytest.approx(B.best_of_n_kl_bound(n), abs=2e-3)
+    coarse = np.array([0.0, 0.0, 1.0, 1.0])  # ties: the best of 16 is far from "log 16 - 15/16" away
+    ref4 = np.full(4, 0.25)
+    assert float(B.kl(B.best_of_n(coarse, ref4, 16), ref4)) < B.best_of_n_kl_bound(16) - 1.0
+    assert B.best_of_n_kl_bound(1) == 0.0
+
+
+@pytest.mark.parametrize("n", [0, -2, 1.5, True, "4"])
+def test_best_of_n_refuses_a_bad_n(n):
+    with pytest.raises(ValueError, match="n"):
+        B.best_of_n(np.zeros(3), np.full(3, 1 / 3), n)
+    with pytest.raises(ValueError, match="n"):
+        B.best_of_n_kl_bound(n)
