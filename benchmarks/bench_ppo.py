@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             lm.load_model(ctx.sft.path),
             space.prompt_id_lists(),
             gold,
+            reward_name="gold r*",
             iterations=args.iterations,
             batch_size=256,
             minibatch_size=64,

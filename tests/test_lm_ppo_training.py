@@ -24,7 +24,7 @@ def setting(space, reference):
 
 def run(reference, space, gold, tmp_path, **kwargs):
     args = dict(iterations=12, batch_size=128, minibatch_size=64, max_new_tokens=space.max_len, lr=1e-3, kl_coef=1.0)
-    args |= kwargs
+    args |= {"reward_name": "gold r*"} | kwargs
     return train_ppo(
         lm.load_model(reference.path),
         lm.load_model(reference.path),
@@ -60,6 +60,8 @@ def test_ppo_with_the_gold_reward_approaches_the_optimum_and_stays_under_the_fro
     assert train[-1]["objective/scores"] > train[0]["objective/scores"]
     again = run(reference, space, gold, tmp_path, eval_fn=evaluate, eval_every=4)
     assert again.run.id == out.run.id and len(again.run.metrics()) == len(out.run.metrics())  # loaded
+    other = run(reference, space, gold, tmp_path, iterations=1, reward_name="another reward")
+    assert other.run.id != run(reference, space, gold, tmp_path, iterations=1).run.id  # the reward is in the identity
 
 
 def test_the_adaptive_controller_lowers_beta_while_the_kl_is_below_its_target(space, reference, setting, tmp_path):
@@ -97,6 +99,7 @@ def test_a_killed_run_resumes_to_the_same_policy(space, reference, setting, tmp_
         ("gold", {"target_kl": -6.0}, "target"),
         ("gold", {"iterations": 0}, "iterations"),
         ("gold", {"eval_every": -1}, "eval_every"),
+        ("gold", {"reward_name": ""}, "reward_name"),
     ],
 )
 def test_bad_inputs_are_refused_by_name(space, reference, setting, tmp_path, reward, kwargs, match):
@@ -108,5 +111,5 @@ def test_bad_inputs_are_refused_by_name(space, reference, setting, tmp_path, rew
 def test_the_reference_must_be_a_separate_model(space, reference, setting, tmp_path):
     policy = lm.load_model(reference.path)
     with pytest.raises(ValueError, match="ref is the policy"):
-        train_ppo(policy, policy, space.prompt_id_lists(), setting[1], iterations=1, batch_size=4, minibatch_size=4,
-                  max_new_tokens=3, lr=1e-3, run_root=tmp_path, progress=False)  # fmt: skip
+        train_ppo(policy, policy, space.prompt_id_lists(), setting[1], reward_name="gold", iterations=1, batch_size=4,
+                  minibatch_size=4, max_new_tokens=3, lr=1e-3, run_root=tmp_path, progress=False)  # fmt: skip

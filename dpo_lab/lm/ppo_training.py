@@ -1,7 +1,7 @@
 """PPO on the engine: RLHF's second stage (DPO paper Eq. 3) for any reward of whole responses.
 
-Work in progress for issue 14: the trainer works and is tested (on the exact task, where the optimum is
-known), but no sweep runs it yet. One PPO iteration:
+Introduced in notebook 04 (section 9, on the exact task, where the optimum is known); part of issue 14,
+whose sweep methods (PPO, PPO-GT) do not exist yet. One PPO iteration:
 
     prompts    <- the next ``batch_size`` prompts of a seeded shuffle
     rollout    <- one response per prompt from the current policy (``lm.sample``), scored by
@@ -126,6 +126,7 @@ def train_ppo(
     prompt_ids,
     reward_fn,
     *,
+    reward_name: str,
     iterations: int,
     batch_size: int,
     minibatch_size: int,
@@ -153,7 +154,9 @@ def train_ppo(
     """PPO of ``policy`` against the frozen ``ref`` for ``iterations`` rollouts (module docstring).
 
     ``prompt_ids``: the prompts as token-id lists; ``reward_fn(prompt_ids, response_ids) -> (N,)``
-    numbers, higher is better (responses carry their EOS when they have one). ``kl_coef`` is beta of
+    numbers, higher is better (responses carry their EOS when they have one); ``reward_name`` says
+    which reward it is (a reward model's run id, "gold ..."): it is part of the run's identity, since
+    the same settings with another reward are another run. ``kl_coef`` is beta of
     Eq. 3 (fixed), or the start of the adaptive controller when ``target_kl`` is set; ``eval_every``
     counts rollouts and ``eval_fn(policy, step)`` sees the causal LM. ``batch_size`` must be a
     multiple of ``minibatch_size``. Returns the trained policy (a causal LM), its run (kind ``"ppo"``)
@@ -166,6 +169,8 @@ def train_ppo(
         raise ValueError("prompt_ids: need at least one prompt, each with at least one token")
     if not callable(reward_fn):
         raise ValueError(f"reward_fn: expected a callable (prompt_ids, response_ids) -> scores, got {reward_fn!r}")
+    if not isinstance(reward_name, str) or not reward_name:
+        raise ValueError(f"reward_name: expected a non-empty string naming the reward, got {reward_name!r}")
     for name, value in [("iterations", iterations), ("batch_size", batch_size), ("minibatch_size", minibatch_size),
                         ("max_new_tokens", max_new_tokens), ("ppo_epochs", ppo_epochs)]:  # fmt: skip
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -197,6 +202,7 @@ def train_ppo(
     knobs |= {"vf_coef": vf_coef, "gamma": gamma, "lam": lam, "normalize_scores": normalize_scores}
     cfg = {
         "trainer": "ppo",
+        "reward": reward_name,
         "ppo": knobs,
         "ref": fingerprint(ref),
         **run_identity(model, s, fingerprint(prompts), run_tag, per_rollout),
