@@ -68,6 +68,10 @@ class Profile:
     exact_lr_schedule: str = "cosine"  # decayed to 0: a constant 3e-3 left a noise floor (KL ratio 0.10 at 100k pairs)
     exact_eval_every: int = 100
     exact_eval_samples: int = 64  # sampled responses per prompt for the estimators
+    exact_rm_epochs: int = 2  # notebook 04's reward model: passes over the DPO runs' pairs (64 per step, as DPO)
+    exact_rm_heldout: int = 2_000  # fresh pairs it is evaluated on after every epoch
+    exact_ppo_iterations: int = 20  # PPO rollouts there, of exact_ppo_batch_size responses each
+    exact_ppo_batch_size: int = 256
 
     # --- notebook 05: the IMDb task ---------------------------------------------------------
     dataset_name: str | None = None  # "stanfordnlp/imdb" from the hub; None = bundled reviews
@@ -155,6 +159,9 @@ PROFILES: dict[str, Profile] = {
         exact_pref_batch_size=16,
         exact_eval_every=6,
         exact_eval_samples=4,
+        exact_rm_heldout=200,
+        exact_ppo_iterations=2,
+        exact_ppo_batch_size=32,
     ),
     "cpu": Profile(
         name="cpu",

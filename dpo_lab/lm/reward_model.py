@@ -1,7 +1,8 @@
 """The reward model of two-stage RLHF: a GPT-2 trunk with a scalar head, fitted to preference pairs by
 Bradley-Terry maximum likelihood (DPO paper Eq. 2).
 
-Work in progress for issue 14 (the RLHF baselines of Fig. 2): the reward model PPO will optimise.
+Introduced in notebook 04 (section 9); part of issue 14 (the RLHF baselines of Fig. 2): the reward model
+that PPO optimises.
 Stage 1 of RLHF (DPO paper Sec. 3) fits r_phi to the pairs by minimising
 
     L_R(r_phi) = -E_{(x, y_w, y_l)} [ log sigmoid( r_phi(x, y_w) - r_phi(x, y_l) ) ]          (Eq. 2)
