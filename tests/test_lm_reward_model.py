@@ -105,3 +105,24 @@ def test_bad_scoring_input_is_refused_by_name(space, reference):
         rm.reward_scores(model, [[10]], [[1]], batch_size=0)
     with pytest.raises(ValueError, match="policy"):
         rm.RewardModel.from_policy(torch.nn.Linear(2, 2))
+
+
+def test_calibration_bins_what_the_model_predicts_against_what_the_labels_say():
+    gen = torch.Generator().manual_seed(0)
+    gap = 3 * torch.randn(20_000, generator=gen, dtype=torch.float64)
+    labels_follow = torch.rand(20_000, generator=gen, dtype=torch.float64) < torch.sigmoid(gap.abs())
+    # a calibrated model: the labelled winner is its preferred side with exactly the probability it predicts
+    chosen = torch.where(labels_follow, gap.abs(), torch.zeros_like(gap))
+    rejected = torch.where(labels_follow, torch.zeros_like(gap), gap.abs())
+    rows = rm.calibration(chosen, rejected, bins=5)
+    assert len(rows) == 5 and sum(r["pairs"] for r in rows) == 20_000
+    for r in rows:
+        assert 0.5 <= r["predicted"] <= 1.0
+        assert abs(r["observed"] - r["predicted"]) < 4 * math.sqrt(0.25 / r["pairs"])
+    overconfident = rm.calibration(3 * chosen, 3 * rejected, bins=5)  # the same ranking, 3x the confidence
+    assert overconfident[-1]["observed"] < overconfident[-1]["predicted"] - 0.01
+    assert rm.calibration(torch.tensor([1.0]), torch.tensor([1.0]), bins=2) == [
+        {"predicted": 0.5, "observed": 0.5, "pairs": 1}
+    ]
+    with pytest.raises(ValueError, match="bins"):
+        rm.calibration(chosen, rejected, bins=0)

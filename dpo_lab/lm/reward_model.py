@@ -145,18 +145,52 @@ def reward_scores(model: RewardModel, prompt_ids, response_ids, batch_size: int 
     return out
 
 
-def reward_model_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
-    """(B,) Bradley-Terry negative log-likelihood of each pair, -log sigmoid(r_w - r_l) (Eq. 2)."""
+def _check_scores(chosen, rejected) -> None:
     if not isinstance(chosen, torch.Tensor) or not isinstance(rejected, torch.Tensor) or chosen.shape != rejected.shape:
         raise ValueError("chosen, rejected: expected two score tensors of one shape")
     if not (torch.isfinite(chosen).all() and torch.isfinite(rejected).all()):
         raise ValueError("chosen, rejected: scores must be finite")
+
+
+def reward_model_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
+    """(B,) Bradley-Terry negative log-likelihood of each pair, -log sigmoid(r_w - r_l) (Eq. 2)."""
+    _check_scores(chosen, rejected)
     return -torch.nn.functional.logsigmoid(chosen - rejected)
 
 
 def pair_accuracy(chosen: torch.Tensor, rejected: torch.Tensor) -> float:
     """Share of pairs the model orders as labelled, r(y_w) > r(y_l) (a tie counts as half)."""
     return float(((chosen > rejected).float() + 0.5 * (chosen == rejected).float()).mean())
+
+
+def calibration(chosen: torch.Tensor, rejected: torch.Tensor, bins: int = 10) -> list[dict]:
+    """How well the model's Bradley-Terry probabilities match how often the labels agree with it.
+
+    Each held-out pair is seen from the side the model prefers: its predicted probability
+    p = sigmoid(|r_w - r_l|) >= 1/2 that this side is the labelled winner. The pairs are grouped
+    into ``bins`` equal-width bins of p over [0.5, 1]; each non-empty bin gives ``predicted`` (mean p),
+    ``observed`` (share of its pairs whose label agrees with the model) and ``pairs``. A calibrated
+    model has predicted = observed in every bin (within sampling noise).
+    """
+    _check_scores(chosen, rejected)
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise ValueError(f"bins: expected an integer >= 1, got {bins!r}")
+    gap = (chosen - rejected).double()
+    p = torch.sigmoid(gap.abs())
+    agrees = (gap > 0).double() + 0.5 * (gap == 0).double()  # a tie: either side, half the time
+    index = torch.clamp(((p - 0.5) * 2 * bins).long(), max=bins - 1)
+    rows = []
+    for b in range(bins):
+        members = index == b
+        if members.any():
+            rows.append(
+                {
+                    "predicted": float(p[members].mean()),
+                    "observed": float(agrees[members].mean()),
+                    "pairs": int(members.sum()),
+                }
+            )
+    return rows
 
 
 @dataclass
