@@ -1,10 +1,8 @@
 """Time notebook 05 against its budget: smoke under 3 minutes, cpu under 20 minutes on 2 cores.
 
-Executes ``notebooks/05_sentiment_task.ipynb`` in a profile with a results folder of its own (fresh by
-default, so pi_SFT, the gold reward and the preference data are all built, as on a first run) and
-prints the wall time, the time of the SFT steps and of the sampling of the pairs, and the load average
-before and after: the machines these numbers come from are shared, and a load above the core count
-means other work ran at the same time.
+Executes ``notebooks/05_sentiment_task.ipynb`` (``notebook_timing``: a fresh results folder by default, so pi_SFT,
+the gold reward and the preference data are all built, as on a first run) and prints the wall time, the time of
+the SFT steps and of the sampling of the pairs.
 
     .venv/bin/python benchmarks/bench_sentiment_task.py --profile cpu [--results DIR]
 
@@ -13,40 +11,16 @@ Pass ``--results`` with an existing folder to time a re-run that reuses the stor
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-import tempfile
-from pathlib import Path
+
+from notebook_timing import time_notebook
 
 BUDGET_SECONDS = {"smoke": 180, "cpu": 1200}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu"])
-    parser.add_argument("--results", type=Path, default=None, help="results folder (default: a fresh one)")
-    args = parser.parse_args(argv)
-    results = args.results or Path(tempfile.mkdtemp(prefix="bench04-"))
-    # The kernel inherits these: the notebook runs in this profile and writes only under `results`.
-    os.environ.update({"DPO_LAB_PROFILE": args.profile, "DPO_LAB_RESULTS": str(results), "MPLBACKEND": "Agg"})
+def describe() -> None:
+    from dpo_lab import runs
 
-    from dpo_lab import config, runs
-    from dpo_lab.reproduce import execute
-
-    profile = config.get_profile()
-    notebook = config.project_root() / "notebooks" / "05_sentiment_task.ipynb"
-    out_dir = config.results_dir(profile) / "notebooks"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    load_before = os.getloadavg()
-    seconds = execute(notebook, out_dir, timeout=7200)
-    load_after = os.getloadavg()
-
-    print(
-        f"notebook 05, profile {profile.name}: {seconds:.0f} s "
-        f"(budget {BUDGET_SECONDS.get(profile.name, 'none')} s) on {os.cpu_count()} cores"
-    )
-    print(f"load average (1, 5, 15 min) before {load_before}, after {load_after}")
     for run in runs.list_runs("sft"):
         steps = [m for m in run.metrics() if m.get("split") == "train"]
         if steps:
@@ -55,9 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     for run in runs.list_runs("pairs"):
         if run.finished:
             print(f"  {run.id}: {run.result()}")
-    print(f"executed copy: {out_dir / notebook.name}")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(time_notebook("05_sentiment_task.ipynb", BUDGET_SECONDS, describe, doc=__doc__))

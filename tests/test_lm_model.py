@@ -6,7 +6,7 @@ from lm_support import TINY
 
 from dpo_lab import config
 from dpo_lab.lm import gpt2_config, load_model, load_tokenizer, save_model
-from dpo_lab.lm.model import autocast, head_logits, model_device, torch_threads
+from dpo_lab.lm.model import autocast, head_logits, hidden_size, model_device, torch_threads
 
 
 def test_seeded_initialisation_is_reproducible_and_leaves_the_global_rng_alone():
@@ -112,3 +112,14 @@ def test_head_logits_are_the_models_logits_in_float32():
         out = head_logits(model, hidden.to(torch.bfloat16))
         assert out.dtype == torch.float32 and out.shape == (1, 5, 300)
         torch.testing.assert_close(head_logits(model, hidden), model(ids).logits, rtol=0, atol=1e-6)
+
+
+def test_hidden_size_is_the_width_a_head_on_the_trunk_takes():
+    model = load_model(TINY)
+    assert (
+        hidden_size(model)
+        == model.config.n_embd
+        == model.base_model(torch.tensor([[1, 2]])).last_hidden_state.shape[-1]
+    )
+    with pytest.raises(ValueError, match="value_model: expected a GPT-2"):
+        hidden_size(torch.nn.Linear(2, 2), "value_model")

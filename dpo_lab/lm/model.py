@@ -105,6 +105,14 @@ def save_model(model, tokenizer, path: str | Path) -> Path:
     return path
 
 
+def hidden_size(model, name: str = "policy") -> int:
+    """The width of a GPT-2 causal LM's hidden states (``config.n_embd``): what a head on its trunk (a
+    value or reward head) takes. ValueError naming ``name`` for anything else."""
+    if not hasattr(model, "base_model") or not hasattr(getattr(model, "config", None), "n_embd"):
+        raise ValueError(f"{name}: expected a GPT-2 causal LM (dpo_lab.lm.load_model), got {type(model).__name__}")
+    return int(model.config.n_embd)
+
+
 def model_device(model) -> torch.device:
     """The device holding the model's parameters."""
     return next(model.parameters()).device

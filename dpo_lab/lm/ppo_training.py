@@ -48,7 +48,7 @@ import torch
 from .. import runs as _runs
 from . import ppo
 from .logprobs import PackedPairs, as_id_lists, pack_pairs, packing_capacity, per_sequence, token_logprobs
-from .model import autocast, head_logits, model_device
+from .model import autocast, head_logits, hidden_size, model_device
 from .sampling import sample
 from .train import Settings, TrainResult, batch_indices, check_settings, fingerprint, run_identity, train_loop
 
@@ -65,9 +65,7 @@ class PolicyWithValue(torch.nn.Module):
     @classmethod
     def from_policy(cls, policy) -> PolicyWithValue:
         """A copy of ``policy`` with a value head that predicts 0 everywhere."""
-        if not hasattr(policy, "base_model") or not hasattr(policy.config, "n_embd"):
-            raise ValueError(f"policy: expected a GPT-2 causal LM (dpo_lab.lm.load_model), got {type(policy).__name__}")
-        head = torch.nn.Linear(int(policy.config.n_embd), 1)
+        head = torch.nn.Linear(hidden_size(policy), 1)
         torch.nn.init.zeros_(head.weight)
         torch.nn.init.zeros_(head.bias)
         return cls(copy.deepcopy(policy), head.to(model_device(policy)))

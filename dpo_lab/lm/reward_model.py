@@ -43,7 +43,7 @@ import torch
 
 from .. import runs as _runs
 from .logprobs import as_id_lists
-from .model import model_device
+from .model import hidden_size, model_device
 from .train import Settings, check_settings, fingerprint, run_identity, train_loop
 
 HEAD_FILE = "score_head.pt"
@@ -59,10 +59,8 @@ class RewardModel(torch.nn.Module):
     @classmethod
     def from_policy(cls, policy, seed: int = 0) -> RewardModel:
         """A reward model whose trunk is a copy of ``policy``'s (pi_SFT) and whose head is fresh."""
-        if not hasattr(policy, "base_model") or not hasattr(policy.config, "n_embd"):
-            raise ValueError(f"policy: expected a GPT-2 causal LM (dpo_lab.lm.load_model), got {type(policy).__name__}")
+        width = hidden_size(policy)
         trunk = copy.deepcopy(policy.base_model)
-        width = int(policy.config.n_embd)
         head = torch.nn.Linear(width, 1)
         with torch.no_grad():
             head.weight.normal_(0.0, 1.0 / math.sqrt(width + 1), generator=torch.Generator().manual_seed(seed))
