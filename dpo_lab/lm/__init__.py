@@ -21,6 +21,10 @@ train           ``train_sft(model, sequences, ...)`` -> ``TrainResult`` (policy,
                 one resumable loop every trainer shares, runs in ``dpo_lab.runs``
 preference_     ``train_preferences(policy, ref, pairs, loss=...)`` -> ``TrainResult``: DPO and
 training        its family on that loop, reference log-probs computed once
+reward_model    RLHF stage 1 (Eq. 2): ``RewardModel``, ``train_reward_model``, ``reward_scores``,
+                ``calibration`` (notebook 04, section 9; issue 14)
+ppo,            RLHF stage 2 (Eq. 3): PPO's per-token pieces, and ``train_ppo(policy, ref, prompt_ids,
+ppo_training    reward_fn, ...)`` on the same loop (notebook 04, section 9; not yet a sweep method)
 ==============  ==============================================================================
 
 Conventions: EOS = pad (GPT-2's ``<|endoftext|>``, id 50256); prompts and responses are tokenized
