@@ -25,6 +25,7 @@ reward_model    RLHF stage 1 (Eq. 2): ``RewardModel``, ``train_reward_model``, `
                 ``calibration`` (notebook 04, section 9; issue 14)
 ppo,            RLHF stage 2 (Eq. 3): PPO's per-token pieces, and ``train_ppo(policy, ref, prompt_ids,
 ppo_training    reward_fn, ...)`` on the same loop (notebook 04, section 9; not yet a sweep method)
+best_of_n       ``best_of_n(policy, prompt_ids, n, reward_fn, ...)``: n samples per prompt, the best kept
 ==============  ==============================================================================
 
 Conventions: EOS = pad (GPT-2's ``<|endoftext|>``, id 50256); prompts and responses are tokenized

@@ -105,8 +105,9 @@ class _State:
         self.controller.value, self.step, self.rollout = float(state["kl_coef"]), step, None
 
 
-def _scores(reward_fn, prompt_ids, response_ids) -> torch.Tensor:
-    """``reward_fn(prompt_ids, response_ids)`` checked: one finite number per response."""
+def call_reward(reward_fn, prompt_ids, response_ids) -> torch.Tensor:
+    """(N,) float64 ``reward_fn(prompt_ids, response_ids)``, checked: one finite number per response
+    (ValueError naming ``reward_fn`` for NaN, the wrong length or something that is not numbers)."""
     try:
         values = np.asarray(reward_fn(prompt_ids, response_ids), dtype=np.float64)
     except (TypeError, ValueError) as err:
@@ -218,7 +219,7 @@ def train_ppo(
         samples = sample(m.lm, None, chosen, 1, max_new_tokens, seed=seed * 1_000_003 + index)
         responses = [list(r) for r in samples.response_ids]
         batch = pack_pairs(chosen, responses, eos, packing_capacity(m.lm), device)
-        scores = _scores(reward_fn, chosen, responses)
+        scores = call_reward(reward_fn, chosen, responses)
         with torch.no_grad():
             old, values, entropy = m.evaluate(batch)
             reference = token_logprobs(ref, batch)
