@@ -216,6 +216,32 @@ def bench_sampling(profile, vocab: int) -> None:
     )
 
 
+def bench_kl(profile, vocab: int, rows: int = 256) -> None:
+    """One evaluation's KL estimate (cpu sizes: 256 prompts, 48 new tokens): the sampler's own logits
+    with pi_ref stepping along (``estimate_kl`` now) against sampling then scoring every sample again
+    with both models (``sequence_kl``, before)."""
+    from dpo_lab.lm import estimate_kl, sequence_kl
+
+    cfg = gpt2_config(_Vocab(vocab), **profile.model_sizes)
+    policy, ref = load_model(cfg, seed=0, device="cpu"), load_model(cfg, seed=1, device="cpu")
+    prompts = [p["prompt_ids"] for p in synthetic_pairs(rows, vocab, seed=1)]
+    timings = {}
+    for name in ("sample, then sequence_kl", "estimate_kl (sampler's logits)", "sample alone"):
+        start = time.perf_counter()
+        if name.startswith("estimate"):
+            est = estimate_kl(policy, ref, prompts, 1, 48, seed=0)
+        else:
+            s = sample(policy, None, prompts, num_samples=1, max_new_tokens=48, seed=0)
+            if name.startswith("sample, then"):
+                sequence_kl(policy, ref, s.prompt_ids, s.response_ids)
+        timings[name] = time.perf_counter() - start
+    print(
+        f"KL of {rows} samples x 48 tokens, vocab {vocab}: "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
+        + f" (KL {est.exact_mean:.2f}; {load()})"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     profile = config.get_profile("cpu")
     vocabs = sorted({profile.sft_bpe_vocab or 50257, 50257})
@@ -225,13 +251,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--micro", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--kl-only", action="store_true", help="only the KL-estimate timing")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_count()} cores; {load()}")
     print(f"fp32 matmul peak: {matmul_peak():.1f} GFLOP/s")
     for vocab in args.vocab:
-        bench_training(profile, vocab, args.steps, args.micro, args.rounds)
-        bench_sampling(profile, vocab)
+        if not args.kl_only:
+            bench_training(profile, vocab, args.steps, args.micro, args.rounds)
+            bench_sampling(profile, vocab)
+        bench_kl(profile, vocab)
     print(f"\nfp32 matmul peak at the end: {matmul_peak():.1f} GFLOP/s ({load()})")
     return 0
 

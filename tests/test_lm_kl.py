@@ -103,3 +103,22 @@ def test_bad_inputs_are_refused(policy, ref):
         estimate_kl(policy, ref, [[1]], 0, MAX_NEW, seed=0)
     with pytest.raises(ValueError, match=r"prompts\[0\] has 6 tokens; with max_new_tokens=3"):
         estimate_kl(policy, ref, [[1] * 6], 1, MAX_NEW, seed=0)
+
+
+def test_the_samplers_kl_terms_are_sequence_kl_of_its_samples(policy, ref):
+    """estimate_kl reads both estimators off the sampling logits (ref stepping along on its own cache):
+    the same per-row numbers as a separate scoring pass over the samples."""
+    from dpo_lab.lm import sample
+
+    s = sample(policy, None, PROMPTS * 3, 4, MAX_NEW, seed=7, batch_size=5, ref=ref)  # rows finish at different steps
+    logratio, exact = sequence_kl(policy, ref, s.prompt_ids, s.response_ids)
+    np.testing.assert_allclose(s.kl_logratio, logratio.numpy(), atol=1e-4)
+    np.testing.assert_allclose(s.kl_exact, exact.numpy(), atol=1e-4)
+    assert sample(policy, None, PROMPTS, 2, MAX_NEW, seed=7).kl_exact is None  # no ref, no terms
+    plain = sample(policy, None, PROMPTS * 3, 4, MAX_NEW, seed=7, batch_size=5)
+    assert plain.response_ids == s.response_ids  # stepping ref along does not change the draws
+    with pytest.raises(ValueError, match="temperature 1"):
+        sample(policy, None, PROMPTS, 1, MAX_NEW, seed=0, temperature=0.5, ref=ref)
+    other = load_model(GPT2Config(vocab_size=5, n_layer=1, n_embd=8, n_head=2, n_positions=8), seed=0)
+    with pytest.raises(ValueError, match="ref: a vocabulary"):
+        sample(policy, None, PROMPTS, 1, MAX_NEW, seed=0, ref=other)

@@ -147,10 +147,17 @@ def estimate_kl(
 
     ``prompt_ids``: lists of token ids (or strings, with ``tokenizer``). ``tokenizer`` only decodes
     the sampled texts (``result.samples.texts``) for scoring rewards on the same responses.
-    ``batch_size`` caps the rows of both the sampling and the scoring batches.
+    ``batch_size`` caps the rows of the sampling batches. Both estimators are read off the logits the
+    sampler drew each token from, ``ref`` stepping along on the same tokens (``lm.sample(..., ref=)``):
+    the same numbers as :func:`sequence_kl` on the samples (tested to 1e-4), without a second pass of
+    the policy over them.
 
     Introduced in notebook 06.
     """
-    samples = sample(policy, tokenizer, prompt_ids, num_samples, max_new_tokens, seed, batch_size=batch_size)
-    logratio, exact = sequence_kl(policy, ref, samples.prompt_ids, samples.response_ids, batch_size)
-    return KLEstimate(samples, logratio.numpy(), exact.numpy())
+    if vocab_size(policy) != vocab_size(ref):
+        raise ValueError(
+            f"policy has a vocabulary of {vocab_size(policy)} tokens but ref has "
+            f"{vocab_size(ref)}; the KL needs one tokenizer"
+        )
+    samples = sample(policy, tokenizer, prompt_ids, num_samples, max_new_tokens, seed, batch_size=batch_size, ref=ref)
+    return KLEstimate(samples, samples.kl_logratio, samples.kl_exact)

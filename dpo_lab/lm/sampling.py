@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .logprobs import as_id_lists, context_length, eos_id_of, vocab_size
@@ -53,6 +54,8 @@ class Samples:
     texts           N str or None    decoded responses without the EOS (None without tokenizer)
     prompt_index    N ints           which prompt each row continues
     finished        N bools          True when the response ended with EOS (not cut by the cap)
+    kl_logratio     (N,) or None     with ``ref``: sum_t log pi(y_t|.) - log pi_ref(y_t|.) per row
+    kl_exact        (N,) or None     with ``ref``: sum_t KL(pi(.|y_<t) || pi_ref(.|y_<t)) per row
     ==============  ===============  ==========================================================
 
     Score the responses with ``sequence_logprobs(model, s.prompt_ids, s.response_ids,
@@ -64,6 +67,8 @@ class Samples:
     texts: list[str] | None
     prompt_index: list[int]
     finished: list[bool]
+    kl_logratio: np.ndarray | None = None
+    kl_exact: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.response_ids)
@@ -120,8 +125,11 @@ def _sample_batch(
     temperature: float,
     top_k: int,
     top_p: float,
+    ref=None,
 ):
-    """Sample one response per prompt (rows of one batch); returns (response ids, finished flags)."""
+    """Sample one response per prompt (rows of one batch); returns (response ids, finished flags, KL
+    terms): with ``ref``, ``ref`` reads the same tokens with its own cache, and each row's two KL sums
+    (``dpo_lab.lm.kl``) are accumulated from the logits the draw was made from; else the terms are None."""
     from transformers import DynamicCache
 
     device = model_device(model)
@@ -134,6 +142,8 @@ def _sample_batch(
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
     position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
     cache = DynamicCache(config=model.config)
+    ref_cache = DynamicCache(config=ref.config) if ref is not None else None
+    terms = np.zeros((len(prompts), 2)) if ref is not None else None  # per row: summed log-ratio, exact KL
     responses: list[list[int]] = [[] for _ in prompts]
     finished = [False] * len(prompts)
     active = torch.arange(len(prompts), device=device)  # batch row -> index into prompts
@@ -146,7 +156,11 @@ def _sample_batch(
                 past_key_values=cache,
                 use_cache=True,
             ).last_hidden_state[:, -1]
-        tokens = _next_tokens(head_logits(model, hidden), generator, temperature, top_k, top_p)
+        logits = head_logits(model, hidden)
+        tokens = _next_tokens(logits, generator, temperature, top_k, top_p)
+        if ref is not None:
+            terms[active.cpu().numpy()] += _kl_terms(ref, ref_cache, logits, tokens, input_ids, attention_mask,
+                                                     position_ids)  # fmt: skip
         for row, token in zip(active.tolist(), tokens.tolist()):
             responses[row].append(token)
             finished[row] = token == eos
@@ -155,12 +169,33 @@ def _sample_batch(
             if not keep.any():
                 break
             cache.batch_select_indices(keep.nonzero().squeeze(-1))
+            if ref_cache is not None:
+                ref_cache.batch_select_indices(keep.nonzero().squeeze(-1))
             active, tokens, attention_mask = active[keep], tokens[keep], attention_mask[keep]
             position_ids = position_ids[keep]
         input_ids = tokens[:, None]
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(active), 1)], dim=1)
         position_ids = position_ids[:, -1:] + 1
-    return responses, finished
+    return responses, finished, terms
+
+
+def _kl_terms(ref, cache, logits, tokens, input_ids, attention_mask, position_ids) -> np.ndarray:
+    """(B, 2) this step's log-ratio of the drawn token and exact KL over the vocabulary, pi's logits
+    against ``ref``'s on the same context (``ref`` advances its own KV cache by the same input)."""
+    device = model_device(ref)
+    with autocast(device):
+        hidden = ref.base_model(
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            position_ids=position_ids.to(device),
+            past_key_values=cache,
+            use_cache=True,
+        ).last_hidden_state[:, -1]
+    logp = logits.float().log_softmax(dim=-1)
+    diff = logp - head_logits(ref, hidden).float().to(logp.device).log_softmax(dim=-1)
+    picked = diff.gather(1, tokens[:, None]).squeeze(1)
+    exact = (logp.exp() * diff).sum(dim=-1)
+    return torch.stack([picked, exact], dim=1).double().cpu().numpy()
 
 
 def sample(
@@ -174,6 +209,7 @@ def sample(
     top_k: int = 0,
     top_p: float = 1.0,
     batch_size: int = 64,
+    ref=None,
 ) -> Samples:
     """``num_samples`` responses of at most ``max_new_tokens`` tokens for each prompt.
 
@@ -190,6 +226,10 @@ def sample(
     top_k           keep the k most likely tokens (0 = all)
     top_p           keep the smallest set of tokens whose probability reaches top_p (1 = all)
     batch_size      rows sampled together; the result depends on it only through float rounding
+    ref             None, or pi_ref: then each row's KL terms to it are read off the logits the draw
+                    was made from (``Samples.kl_logratio``, ``kl_exact``), ``ref`` stepping along
+                    with its own cache: no second pass of ``model`` over the samples
+                    (``dpo_lab.lm.kl.estimate_kl``); only for the model's own distribution
     ==============  ==============================================================================
 
     Returns :class:`Samples`. For KL estimates keep the defaults (REFERENCE.md 4.7). Raises
@@ -211,6 +251,14 @@ def sample(
     prompt_ids = as_id_lists("prompts", prompts)
     eos = eos_id_of(model, None if tokenizer is None else tokenizer.eos_token_id)
     n_vocab, n_ctx = vocab_size(model), context_length(model)
+    if ref is not None:
+        if (temperature, top_k, top_p) != (1.0, 0, 1.0):
+            raise ValueError(
+                "ref: KL terms need samples of the model's own distribution (temperature 1, no top-k/top-p)"
+            )
+        if vocab_size(ref) != n_vocab:
+            raise ValueError(f"ref: a vocabulary of {vocab_size(ref)} tokens, the model has {n_vocab}")
+        n_ctx = min(n_ctx, context_length(ref))
     for i, prompt in enumerate(prompt_ids):
         if not prompt:
             raise ValueError(f"prompts[{i}] is empty (use [eos] as a beginning-of-text prompt)")
@@ -224,19 +272,35 @@ def sample(
 
     rows = [i for i in range(len(prompt_ids)) for _ in range(num_samples)]
     generator = torch.Generator(device=model_device(model)).manual_seed(seed)
-    responses, finished = [], []
-    was_training = model.training
+    responses, finished, terms = [], [], []
+    modes = model.training, None if ref is None else ref.training
     model.eval()
+    if ref is not None:
+        ref.eval()
     try:
         with torch.no_grad():
             for start in range(0, len(rows), batch_size):
                 batch = [prompt_ids[i] for i in rows[start : start + batch_size]]
-                out, done = _sample_batch(model, batch, eos, max_new_tokens, generator, temperature, top_k, top_p)
+                out, done, kl = _sample_batch(
+                    model, batch, eos, max_new_tokens, generator, temperature, top_k, top_p, ref
+                )
                 responses += out
                 finished += done
+                terms.append(kl)
     finally:
-        model.train(was_training)
+        model.train(modes[0])
+        if ref is not None:
+            ref.train(modes[1])
     texts = None
     if tokenizer is not None:
         texts = tokenizer.batch_decode([r[:-1] if f else r for r, f in zip(responses, finished)])
-    return Samples([list(prompt_ids[i]) for i in rows], responses, texts, rows, finished)
+    kl = np.concatenate(terms) if ref is not None else None
+    return Samples(
+        [list(prompt_ids[i]) for i in rows],
+        responses,
+        texts,
+        rows,
+        finished,
+        None if kl is None else kl[:, 0],
+        None if kl is None else kl[:, 1],
+    )
