@@ -123,3 +123,23 @@ def test_hidden_size_is_the_width_a_head_on_the_trunk_takes():
     )
     with pytest.raises(ValueError, match="value_model: expected a GPT-2"):
         hidden_size(torch.nn.Linear(2, 2), "value_model")
+
+
+def test_loading_and_saving_draw_no_weight_progress_bars(tmp_path, capsys):
+    """The run store saves and loads many small models: transformers' per-model bars would bury a
+    notebook's output (and the setting is restored afterwards)."""
+    from transformers import GPT2Config
+    from transformers.utils import logging as hf_logging
+
+    from dpo_lab.lm import load_model, save_model
+    from dpo_lab.lm.model import quiet_weight_bars
+
+    model = load_model(GPT2Config(vocab_size=10, n_layer=1, n_embd=8, n_head=2, n_positions=8), seed=0)
+    save_model(model, None, tmp_path / "m")
+    load_model(tmp_path / "m")
+    captured = capsys.readouterr()
+    assert "Writing model shards" not in captured.err + captured.out and "Loading weights" not in captured.err
+    assert hf_logging.is_progress_bar_enabled()
+    with quiet_weight_bars():
+        assert not hf_logging.is_progress_bar_enabled()
+    assert hf_logging.is_progress_bar_enabled()

@@ -81,13 +81,30 @@ def load_model(name_or_path_or_config, seed: int | None = None, device: str | No
                 torch.manual_seed(seed)
             model = GPT2LMHeadModel(name_or_path_or_config)
     elif isinstance(name_or_path_or_config, (str, Path)) and str(name_or_path_or_config).strip():
-        model = AutoModelForCausalLM.from_pretrained(str(name_or_path_or_config), dtype=torch.float32)
+        with quiet_weight_bars():
+            model = AutoModelForCausalLM.from_pretrained(str(name_or_path_or_config), dtype=torch.float32)
     else:
         raise ValueError(
             "name_or_path_or_config must be a GPT2Config, a folder or a hub name, got "
             f"{type(name_or_path_or_config).__name__}"
         )
     return model.to(device=device, dtype=torch.float32).eval()
+
+
+@contextlib.contextmanager
+def quiet_weight_bars():
+    """transformers draws a progress bar for every model it loads or writes ("Loading weights",
+    "Writing model shards"): for the run store's many small local saves that is noise that buries a
+    notebook's output, so the engine turns them off while it loads and saves."""
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
 
 
 def save_model(model, tokenizer, path: str | Path) -> Path:
@@ -99,7 +116,8 @@ def save_model(model, tokenizer, path: str | Path) -> Path:
     """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path)
+    with quiet_weight_bars():
+        model.save_pretrained(path)
     if tokenizer is not None:
         tokenizer.save_pretrained(path)
     return path
