@@ -77,7 +77,7 @@ def measure(profile) -> None:
     t0 = time.perf_counter()
     run = sweep.train_run(
         spec, sweep.Context(short, ctx.sft, ctx.ref, ctx.pairs, ctx.odpo_pairs, ctx.evaluator), progress=False
-    ).run
+    )
     total = time.perf_counter() - t0
     steps = [r["seconds"] for r in run.metrics() if r.get("split") == "train"]
     step_s = statistics.median(steps[1:] or steps)

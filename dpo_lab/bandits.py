@@ -274,9 +274,10 @@ def best_of_n(reward, ref_policy, n) -> np.ndarray:
     """The policy of Best-of-N (DPO paper Sec. 6.1): draw ``n`` actions from pi_ref, keep the one with
     the largest reward, a tie broken uniformly among the tied draws.
 
-    Issue 14 (the RLHF baselines). Exactly: the best of n draws has reward level <= r with probability
-    F(r)^n, F the reward's CDF under pi_ref, and among the actions of the winning level each is chosen
-    in proportion to pi_ref, so pi_N(y) = pi_ref(y) / pi_ref(level of y) * (F(r_y)^n - F(r_y^-)^n).
+    Introduced in notebook 04 (a reference of Fig. 2). Exactly: the best of n draws has reward level <=
+    r with probability F(r)^n, F the reward's CDF under pi_ref, and among the actions of the winning
+    level each is chosen in proportion to pi_ref, so pi_N(y) = pi_ref(y) / pi_ref(level of y) *
+    (F(r_y)^n - F(r_y^-)^n).
 
     reward, ref_policy (n_contexts, K) or (K,); n integer >= 1  ->  pi_N of the same shape (n = 1: pi_ref).
     """
@@ -303,7 +304,7 @@ def best_of_n(reward, ref_policy, n) -> np.ndarray:
 def best_of_n_kl_bound(n) -> float:
     """log n - (n - 1) / n: KL(pi_N || pi_ref) when the reward has no ties and pi_ref no atoms, the
     figure usually quoted for Best-of-N; with atoms or ties the exact KL (``kl(best_of_n(...), ref)``)
-    is smaller. Issue 14. n integer >= 1  ->  float >= 0."""
+    is smaller. Introduced in notebook 04. n integer >= 1  ->  float >= 0."""
     if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n: expected an integer >= 1, got {n!r}")
     return float(np.log(n) - (n - 1) / n)

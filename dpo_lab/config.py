@@ -68,10 +68,12 @@ class Profile:
     exact_lr_schedule: str = "cosine"  # decayed to 0: a constant 3e-3 left a noise floor (KL ratio 0.10 at 100k pairs)
     exact_eval_every: int = 100
     exact_eval_samples: int = 64  # sampled responses per prompt for the estimators
-    exact_rm_epochs: int = 2  # notebook 04's reward model: passes over the DPO runs' pairs (64 per step, as DPO)
+    exact_rm_epochs: int = 2  # its reward model: passes over the DPO runs' pairs (64 per step, as DPO)
     exact_rm_heldout: int = 2_000  # fresh pairs it is evaluated on after every epoch
+    exact_ppo_target_kls: tuple[float, ...] = (0.5, 1.5, 4.0, 8.0)  # the PPO grid, spanning DPO's KL range there
     exact_ppo_iterations: int = 20  # PPO rollouts there, of exact_ppo_batch_size responses each
     exact_ppo_batch_size: int = 256
+    exact_best_of_ns: tuple[int, ...] = (1, 4, 16, 64)
 
     # --- notebook 05: the IMDb task ---------------------------------------------------------
     dataset_name: str | None = None  # "stanfordnlp/imdb" from the hub; None = bundled reviews
@@ -107,6 +109,20 @@ class Profile:
     ipo_beta: float = 0.1  # IPO's tau: target log-ratio margin 1 / (2 tau) = 5 nats
     cdpo_beta: float = 0.1
     cdpo_label_smoothing: float = 0.1  # conservative DPO: 10% of the labels assumed flipped
+    # --- RLHF baselines of the sweep (DPO paper Sec. 6.1, App. C.1): reward model, PPO, Best-of-N ---
+    rm_epochs: int = 3  # App. C.1: 3 epochs over the DPO runs' pairs, keeping the best held-out accuracy
+    rm_lr: float = 1e-4  # AdamW, constant
+    rm_heldout: int = 2_000  # pairs no run trains on, which select the reward model's epoch
+    ppo_target_kls: tuple[float, ...] = ()  # paper: (3, 6, 9, 12); cpu: comes with the re-run of data/runs
+    ppo_iterations: int = 25  # rollouts of ppo_batch_size training prompts each
+    ppo_batch_size: int = 64  # paper's tuned PPO: 1024
+    ppo_minibatch_size: int = 16  # responses per optimiser step; ppo_epochs passes over each rollout
+    ppo_epochs: int = 4
+    ppo_lr: float = 1e-4  # AdamW, constant
+    ppo_kl_coef: float = 0.2  # the adaptive controller's starting beta (TRL's default)
+    ppo_horizon: int = 64  # the controller's horizon in responses: one rollout, so beta moves up to 20% a rollout
+    ppo_eval_every: int = 5  # rollouts between evaluations
+    best_of_ns: tuple[int, ...] = ()  # Best-of-N reference curves, paper: (1, 4, 16, 64)
     sweep_workers: int = 2  # training processes at once; 2 x 1 thread is fastest on 2 cores (REFERENCE.md 8)
     sweep_threads: int = 1  # torch threads per training process; 0 = cores // sweep_workers
 
@@ -160,8 +176,19 @@ PROFILES: dict[str, Profile] = {
         exact_eval_every=6,
         exact_eval_samples=4,
         exact_rm_heldout=200,
+        exact_ppo_target_kls=(1.0,),
         exact_ppo_iterations=2,
         exact_ppo_batch_size=32,
+        exact_best_of_ns=(1, 4),
+        rm_epochs=1,
+        rm_heldout=16,
+        ppo_target_kls=(6.0,),
+        ppo_iterations=2,
+        ppo_batch_size=8,
+        ppo_minibatch_size=4,
+        ppo_epochs=2,
+        ppo_eval_every=1,
+        best_of_ns=(1, 4),
     ),
     "cpu": Profile(
         name="cpu",
@@ -195,6 +222,15 @@ PROFILES: dict[str, Profile] = {
         eval_samples_per_prompt=4,
         seeds=(0, 1, 2),
         pref_micro_batch_size=16,  # 32 sequences of gpt2-large per forward
+        rm_lr=1e-5,
+        ppo_target_kls=(3.0, 6.0, 9.0, 12.0),
+        ppo_iterations=100,  # 102,400 responses: about 4 passes over the 25,000 training prompts
+        ppo_batch_size=1_024,  # App. C.1: "larger batch samples of 1024 per PPO step"
+        ppo_minibatch_size=64,
+        ppo_lr=1.41e-5,  # TRL's default for GPT-2
+        ppo_horizon=10_000,  # TRL's default: 10 horizons in the 102,400 responses of a run
+        ppo_eval_every=10,
+        best_of_ns=(1, 4, 16, 64),
         sweep_workers=1,  # one GPU: one run at a time
         sweep_threads=0,
     ),

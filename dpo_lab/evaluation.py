@@ -41,6 +41,15 @@ sampled over sequences) has much lower variance. Length, EOS rate, distinct-n an
 are there to catch reward hacking: a policy that games the gold reward (repeating "great") shows
 falling distinct-n, responses running to the cap, and a second scorer that does not follow the gold
 reward. A task that can enumerate its responses adds its exact quantities as further ``eval/`` keys.
+
+Best-of-N
+---------
+A Best-of-N "run" trains nothing: for each held-out prompt it keeps the best of N samples of pi_SFT
+under a reward (the learned reward model, or the gold reward as an upper reference). That policy has
+no per-token log-probs, so neither estimator applies: its ``eval/kl_logratio`` and ``eval/kl_exact``
+hold the analytic KL log N - (N - 1)/N (DPO paper Sec. 6.1; exact when no two responses of a prompt
+tie, an upper bound otherwise, Beirami et al. 2024), with standard error 0, and ``eval/bon_n`` holds N.
+Where the gold reward is the selector, ``eval/reward`` is still measured on the kept samples.
 """
 
 from __future__ import annotations
@@ -73,8 +82,16 @@ METHODS: dict[str, Method] = {
     "cdpo": Method("conservative DPO", "beta", "tab:brown"),
     "preferred_ft": Method("Preferred-FT", None, "tab:green"),
     "unlikelihood": Method("Unlikelihood", "alpha", "tab:red"),
+    "ppo": Method("PPO", "target_kl", "tab:pink"),
+    "ppo_gt": Method("PPO-GT", "target_kl", "tab:olive"),
+    "best_of_n": Method("Best-of-N", "n", "tab:gray"),
+    "best_of_n_gt": Method("Best-of-N (gold)", "n", "tab:cyan"),
 }
 REFERENCE_METHOD = "sft"
+#: Methods drawn as reference curves, not competitors: Best-of-N picks among pi_SFT's samples (no
+#: training), and its KL is the analytic log N - (N - 1)/N, not an estimate (see "Best-of-N" above).
+#: They stay off Pareto fronts and verdicts (``dpo_lab.frontier``).
+REFERENCE_CURVES = ("best_of_n", "best_of_n_gt")
 
 #: The task of a run whose tag names none: runs made before tasks existed are IMDb runs, and IMDb runs
 #: keep tags without a ``task`` key so that their run ids (hashes of the tag) stay what they were.
@@ -125,8 +142,9 @@ def run_label(run) -> str:
     return describe(tag["method"], tag[hyper_name] if hyper_name else None, tag["seed"])
 
 
-#: Run-store kinds whose tagged runs make the frontier: training runs, and the evaluation of pi_SFT.
-RUN_KINDS = ("pref", "sft_eval")
+#: Run-store kinds whose tagged runs make the frontier: preference training, PPO, Best-of-N, and the
+#: evaluation of pi_SFT.
+RUN_KINDS = ("pref", "ppo", "best_of_n", "sft_eval")
 
 
 def frontier_runs(root: str | Path | None = None, task: str | None = DEFAULT_TASK) -> list:

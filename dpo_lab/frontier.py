@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .evaluation import METHODS, REFERENCE_METHOD
+from .evaluation import METHODS, REFERENCE_CURVES, REFERENCE_METHOD
 from .results import column, kl_column, last_points, profile_of
 
 
@@ -72,15 +72,24 @@ def pareto_mask(kl: Sequence[float], reward: Sequence[float]) -> np.ndarray:
     return mask
 
 
+def competitors(points: Sequence[dict]) -> list[dict]:
+    """The points of trained policies: all but the SFT reference and the reference curves.
+
+    Introduced in notebook 07.
+    """
+    return [p for p in points if p["method"] != REFERENCE_METHOD and p["method"] not in REFERENCE_CURVES]
+
+
 def pareto_share(points: Sequence[dict], kl: str = "exact") -> dict[str, float]:
     """Share of the Pareto points that each method owns (ODPO Sec. 6.1): the comparison's headline.
 
     Introduced in notebook 07. The front is computed over all points except the SFT reference
-    (pi_SFT has KL 0 and would always sit on it). Every method present gets an entry, 0.0 when it
+    (pi_SFT has KL 0 and would always sit on it) and the reference curves (Best-of-N, placed at an
+    analytic KL: ``evaluation.REFERENCE_CURVES``). Every method present gets an entry, 0.0 when it
     owns no Pareto point; the shares sum to 1.
     """
     col = kl_column(kl)
-    pts = [p for p in points if p["method"] != REFERENCE_METHOD]
+    pts = competitors(points)
     if not pts:
         raise ValueError("points: no evaluation points besides the SFT reference")
     mask = pareto_mask(column(pts, col), column(pts, "reward"))
@@ -334,9 +343,10 @@ def compare_frontiers(
     """
     from scipy import stats
 
+    trained = sorted(set(METHODS) - {REFERENCE_METHOD, *REFERENCE_CURVES})
     for name, m in (("better", better), ("worse", worse)):
-        if m not in METHODS or m == REFERENCE_METHOD:
-            raise ValueError(f"{name}: need a trained method of {sorted(set(METHODS) - {REFERENCE_METHOD})}, got {m!r}")
+        if m not in trained:
+            raise ValueError(f"{name}: need a trained method of {trained}, got {m!r}")
     col = kl_column(kl)
     z = float(stats.norm.ppf((1 + confidence) / 2))
     mine = [p for p in points if p["method"] == worse]
@@ -362,17 +372,21 @@ def compare_frontiers(
     )
 
 
+#: The baselines whose domination by DPO's frontier :func:`verdict` decides (DPO paper Fig. 2).
+VERDICT_BASELINES = ("preferred_ft", "unlikelihood", "ppo", "ppo_gt")
+
+
 def verdict(points: Sequence[dict], kl: str = "exact", confidence: float = 0.9) -> list[str]:
     """What the runs show, in sentences computed from them (never written by hand).
 
     Introduced in notebook 07. Answers the two questions of the DPO and ODPO papers for these runs:
-    does DPO's frontier dominate Preferred-FT and Unlikelihood (DPO Fig. 2)? Does ODPO add to DPO,
-    i.e. does it place Pareto points above DPO's frontier, and what share of the joint Pareto front
-    does it own (ODPO Sec. 6.1)?
+    does DPO's frontier dominate Preferred-FT, Unlikelihood, PPO and PPO-GT (DPO Fig. 2; a method
+    absent from ``points`` is said to be absent)? Does ODPO add to DPO, i.e. does it place Pareto
+    points above DPO's frontier, and what share of the joint Pareto front does it own (ODPO Sec. 6.1)?
     """
     present = {p["method"] for p in points}
     out = [f"Profile {profile_of(points)}; KL estimator: {kl}; noise band: {confidence:.0%} two-sided."]
-    for worse in ("preferred_ft", "unlikelihood"):
+    for worse in VERDICT_BASELINES:
         missing = [m for m in ("dpo", worse) if m not in present]
         if missing:
             out.append(

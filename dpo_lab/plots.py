@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .evaluation import DEFAULT_TASK, METHODS, REFERENCE_METHOD, run_label
-from .frontier import format_table, pareto_mask, pareto_share, summary_table, verdict
+from .evaluation import DEFAULT_TASK, METHODS, REFERENCE_CURVES, REFERENCE_METHOD, run_label
+from .frontier import competitors, format_table, pareto_mask, pareto_share, summary_table, verdict
 from .results import KL_ESTIMATORS, column, kl_column, profile_of, select_points, task_of
 
 
@@ -39,8 +39,10 @@ def plot_frontier(points: Sequence[dict], kl: str = "exact", log_kl: bool = Fals
     """Reward against KL for every evaluation point, coloured by method, Pareto front marked.
 
     Introduced in notebook 07. Pareto points get a black border (as in ODPO Fig. 2) and are joined
-    by a black step line; the SFT reference is a dashed horizontal line. ``log_kl`` uses a symmetric
-    log axis (linear within +-0.1 nats) because the log-ratio estimator can be slightly negative.
+    by a black step line; the SFT reference is a dashed horizontal line; Best-of-N (a reference curve,
+    ``evaluation.REFERENCE_CURVES``) a dashed line through its N values, off the Pareto front.
+    ``log_kl`` uses a symmetric log axis (linear within +-0.1 nats) because the log-ratio estimator
+    can be slightly negative.
     ``optimum``: None, or ``(kls, rewards)`` of a known optimal frontier (the exact task's,
     ``dpo_lab.exact.frontier``), drawn as a grey curve no point may cross. The title names the
     profile that made the points. Returns the figure.
@@ -52,8 +54,14 @@ def plot_frontier(points: Sequence[dict], kl: str = "exact", log_kl: bool = Fals
     if ax is None:
         fig, ax = plt.subplots(figsize=(7, 4.5))
     fig = ax.figure
-    trained = [p for p in points if p["method"] != REFERENCE_METHOD]
+    trained = competitors(points)
     ref = [p for p in points if p["method"] == REFERENCE_METHOD]
+    for m in REFERENCE_CURVES:  # Best-of-N: one point per N, joined; never on the Pareto front
+        curve = sorted((p for p in points if p["method"] == m), key=lambda p: p[col])
+        if curve:
+            ns = ", ".join(f"{p['hyper']:g}" for p in curve)
+            ax.plot(column(curve, col), column(curve, "reward"), "d--", color=METHODS[m].color, lw=1.2, ms=5,
+                    zorder=2, label=f"{METHODS[m].label}, N = {ns}")  # fmt: skip
     if optimum is not None:
         kls, rewards = (np.asarray(a, dtype=float) for a in optimum)
         if kls.ndim != 1 or kls.shape != rewards.shape or not kls.size:
@@ -154,6 +162,18 @@ def plot_hacking(points: Sequence[dict], kl: str = "exact", log_kl: bool = False
     return fig
 
 
+def _label_panels(axes, keys: Sequence[str], xlabel: str) -> None:
+    """One logged quantity per panel: its name as the title, a grid, unused panels hidden, the legend
+    (one line per run) in the first."""
+    for ax, key in zip(axes.flat, keys):
+        ax.set_title(key, fontsize=10)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys) :]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=7)
+
+
 #: What the preference trainer logs each step (``losses.preference_metrics``), as plotted by
 #: :func:`plot_training_curves`.
 TRAIN_CURVE_KEYS = ("loss", "rewards/accuracies", "rewards/margins", "rewards/chosen", "logps/chosen", "logps/rejected")
@@ -192,15 +212,48 @@ def plot_training_curves(runs: Sequence, keys: Sequence[str] = TRAIN_CURVE_KEYS,
             if len(values) >= window:
                 smooth = np.convolve(values, np.ones(window) / window, mode="valid")
                 ax.plot(steps[window - 1 :], smooth, color=color, lw=1.2, alpha=0.85, label=label)
-    for ax, key in zip(axes.flat, keys):
-        ax.set_title(key, fontsize=10)
-        ax.set_xlabel("optimiser step")
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(keys) :]:
-        ax.set_visible(False)
-    axes.flat[0].legend(fontsize=7)
+    _label_panels(axes, keys, "optimiser step")
     smoothing = f"running mean over {window} steps" if window > 1 else "raw"
     fig.suptitle(f"Training curves ({smoothing}), profile {profiles[0]}")
+    fig.tight_layout()
+    return fig
+
+
+#: What PPO logs each step (``lm.ppo_training``), as plotted by :func:`plot_ppo_training`.
+PPO_CURVE_KEYS = ("objective/kl", "objective/kl_coef", "objective/scores", "loss/value", "policy/clipfrac",
+                  "objective/entropy")  # fmt: skip
+
+
+def plot_ppo_training(runs: Sequence, keys: Sequence[str] = PPO_CURVE_KEYS):
+    """PPO's own view of its runs: one panel per logged quantity, one line per run, by rollout (the
+    quantities of a rollout are logged with each of its optimiser steps; one value per rollout is
+    drawn). A run's target KL is a dotted line in its colour on the ``objective/kl`` panel, where the
+    adaptive controller should bring the rollouts' KL. Returns the figure.
+
+    Introduced in notebook 04 (the exact task) and used in notebook 06 (IMDb).
+    """
+    import matplotlib.pyplot as plt
+
+    runs = list(runs)
+    if not runs or any(r.kind != "ppo" for r in runs):
+        raise ValueError("runs: need at least one PPO run (run kind 'ppo')")
+    cols = min(3, len(keys))
+    rows = math.ceil(len(keys) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.1 * rows), squeeze=False)
+    colors = plt.cm.plasma(np.linspace(0.0, 0.85, len(runs)))
+    for run, color in zip(runs, colors):
+        knobs = run.config["ppo"]
+        per_rollout = knobs["ppo_epochs"] * (knobs["batch_size"] // run.config["settings"]["batch_size"])
+        rollouts = [r for r in run.metrics() if r.get("split") == "train"][::per_rollout]  # one step per rollout
+        x = np.arange(1, len(rollouts) + 1)
+        target = run.config["ppo"]["target_kl"]
+        for ax, key in zip(axes.flat, keys):
+            ax.plot(x, [r.get(key, np.nan) for r in rollouts], "o-", ms=2.5, lw=1, color=color, label=run_label(run))
+            if key == "objective/kl" and target is not None:
+                ax.axhline(target, color=color, ls=":", lw=1)
+    _label_panels(axes, keys, "rollout")
+    profiles = sorted({str(r.config.get("tag", {}).get("profile")) for r in runs})
+    fig.suptitle(f"PPO by rollout (dotted: each run's target KL), profile {', '.join(profiles)}")
     fig.tight_layout()
     return fig
 

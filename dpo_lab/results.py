@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .evaluation import DEFAULT_TASK, EVAL_KEYS, EVAL_PREFIX, METHODS, REFERENCE_METHOD, frontier_runs
+from .evaluation import DEFAULT_TASK, EVAL_KEYS, EVAL_PREFIX, METHODS, REFERENCE_METHOD, frontier_runs, run_label
 
 #: KL estimator name -> column of a point table.
 KL_ESTIMATORS = {"exact": "kl_exact", "logratio": "kl_logratio", "enumerated": "enum_kl"}
@@ -87,12 +87,13 @@ def variant_label(variant) -> str:
 def load_points(runs: Iterable, variant: str | None = "") -> list[dict]:
     """Every evaluation record of ``runs`` (``dpo_lab.runs.Run`` objects) as a list of points.
 
-    Introduced in notebook 07. Unfinished runs contribute the evaluations stored so far, so a sweep
-    can be plotted while it runs. Records without ``eval/reward`` (training steps) are skipped; an
-    evaluation record missing a key, or a config whose ``tag`` lacks ``method``/``seed``/``profile``/
-    the hyperparameter, is an error naming the file. ``variant``: "" (default) keeps the runs of the
-    standard experiment, a :func:`variant_label` those of one variant, None all; pi_SFT's evaluation
-    is kept in every case (every run starts there).
+    Introduced in notebook 07. Unfinished runs contribute the evaluations stored so far, so a sweep can
+    be plotted while it runs; a run that diverged contributes none (:func:`diverged` lists them).
+    Records without ``eval/reward`` (training steps) are skipped; an evaluation record missing a key, or
+    a config whose ``tag`` lacks ``method``/``seed``/``profile``/the hyperparameter, is an error naming
+    the file. ``variant``: "" (default) keeps the runs of the standard experiment, a
+    :func:`variant_label` those of one variant, None all; pi_SFT's evaluation is kept in every case
+    (every run starts there).
     """
     if variant is not None and not isinstance(variant, str):
         raise ValueError(f"variant: expected a label (str), '' or None, got {variant!r}")
@@ -111,7 +112,10 @@ def load_points(runs: Iterable, variant: str | None = "") -> list[dict]:
         label = variant_label(tag.get("variant"))
         if variant is not None and label != variant and method != REFERENCE_METHOD:
             continue
-        for record in run.metrics():
+        records = run.metrics()
+        if divergence(records):
+            continue
+        for record in records:
             if EVAL_PREFIX + "reward" not in record:
                 continue
             absent = [k for k in EVAL_KEYS if k not in record]
@@ -135,6 +139,25 @@ def load_points(runs: Iterable, variant: str | None = "") -> list[dict]:
             )
             points.append(point)
     return points
+
+
+def divergence(records: Sequence[dict]) -> str | None:
+    """Why a run stopped on a non-finite number (its ``"split": "diverged"`` record, written by the
+    ``dpo_lab.lm`` trainers), or None when it did not."""
+    return next((str(r.get("reason", "")) for r in records if r.get("split") == "diverged"), None)
+
+
+def diverged(runs: Iterable) -> dict[str, str]:
+    """``{run label: why}`` for the runs that diverged: left off every frontier, said out loud instead.
+
+    Introduced in notebook 07.
+    """
+    out = {}
+    for run in runs:
+        why = divergence(run.metrics())
+        if why is not None:
+            out[f"{run_label(run)} ({run.id})"] = why
+    return out
 
 
 def enumerated(points: Sequence[dict]) -> list[dict]:

@@ -20,6 +20,10 @@ cdpo           DPO with label smoothing eps       beta = ``profile.cdpo_beta``, 
                                                   eps = ``profile.cdpo_label_smoothing``
 preferred_ft   SFT on the chosen responses        none                                    every seed
 unlikelihood   -log p(y_w) - alpha log(1 - p(y_l))  alpha in ``profile.unlikelihood_alphas``  seeds[0]
+ppo, ppo_gt    PPO on a reward model / the gold   target KL in ``profile.ppo_target_kls``  seeds[0]
+               reward (``dpo_lab.rlhf``)
+best_of_n,     best of N samples of pi_SFT, by    N in ``profile.best_of_ns``              seeds[0]
+best_of_n_gt   the reward model / the gold reward
 =============  =================================  ======================================  =============
 
 A seed sets the order of the training pairs (nothing else in a step is random). Preferred-FT has no
@@ -67,6 +71,7 @@ import numpy as np
 
 from . import config as _config
 from .evaluation import DEFAULT_TASK, METHODS, REFERENCE_METHOD, describe, frontier_runs
+from .rlhf import BEST_OF_N_METHODS, PPO_METHODS
 from .runs import Run, open_run
 from .task import PAIR_KEYS, TASKS, Evaluator, Task, check_pairs, load_task
 
@@ -100,6 +105,8 @@ class RunSpec:
             )
         if self.hyper is not None and not (math.isfinite(self.hyper) and self.hyper > 0):
             raise ValueError(f"hyper: need a finite number > 0, got {self.hyper!r}")
+        if self.method in BEST_OF_N_METHODS and self.hyper != int(self.hyper):
+            raise ValueError(f"hyper: N of {self.method} must be a whole number, got {self.hyper!r}")
 
     @property
     def label(self) -> str:
@@ -120,6 +127,8 @@ def grid(profile: _config.Profile | None = None) -> list[RunSpec]:
         + [RunSpec("unlikelihood", a, first) for a in p.unlikelihood_alphas]
         + [RunSpec("preferred_ft", None, s) for s in p.seeds]
         + [RunSpec("ipo", p.ipo_beta, first), RunSpec("cdpo", p.cdpo_beta, first)]
+        + [RunSpec(m, float(k), first) for m in PPO_METHODS for k in p.ppo_target_kls]
+        + [RunSpec(m, float(n), first) for m in BEST_OF_N_METHODS for n in p.best_of_ns]
     )
 
 
@@ -145,6 +154,8 @@ def trainer_settings(
     """
     if not isinstance(task, str) or not task:
         raise ValueError(f"task: need a task's name, got {task!r}")
+    if spec.method in PPO_METHODS + BEST_OF_N_METHODS:
+        raise ValueError(f"spec: {spec.label} is not a preference-training run (dpo_lab.rlhf trains it)")
     p = profile or _config.get_profile()
     loss, beta, loss_kwargs = spec.method, spec.hyper, {}
     if spec.method == "cdpo":
@@ -153,11 +164,6 @@ def trainer_settings(
         beta, loss_kwargs = LOGGING_BETA, {"alpha": spec.hyper}
     elif spec.method == "preferred_ft":
         beta = LOGGING_BETA
-    tag = _tag(spec.method, spec.seed, p, task, variant)
-    if spec.hyper is not None:
-        tag[METHODS[spec.method].hyper_name] = spec.hyper
-    if spec.method == "odpo":
-        tag["odpo_alpha"] = p.odpo_alpha
     return {
         "loss": loss,
         "beta": beta,
@@ -173,8 +179,23 @@ def trainer_settings(
         "eval_every": p.eval_every,
         "checkpoint_every": p.pref_checkpoint_every,
         "add_eos": False,
-        "run_tag": tag,
+        "run_tag": run_tag(spec, p, task, variant),
     }
+
+
+def run_tag(spec: RunSpec, profile: _config.Profile, task: str = DEFAULT_TASK, variant: dict | None = None) -> dict:
+    """The frontier tag of the run of ``spec``: method, seed, profile, hyperparameter (under its
+    ``evaluation.METHODS`` name), ODPO's alpha, the task unless it is the default, the variant
+    unless it is the standard experiment. :func:`train_run` adds the evaluation protocol.
+
+    Introduced in notebook 06.
+    """
+    tag = _tag(spec.method, spec.seed, profile, task, variant)
+    if spec.hyper is not None:
+        tag[METHODS[spec.method].hyper_name] = spec.hyper
+    if spec.method == "odpo":
+        tag["odpo_alpha"] = profile.odpo_alpha
+    return tag
 
 
 def training_pairs(pairs: list[dict], profile: _config.Profile | None = None, odpo: bool = False) -> list[dict]:
@@ -200,8 +221,9 @@ def training_pairs(pairs: list[dict], profile: _config.Profile | None = None, od
 @dataclass
 class Context:
     """What every run of one task and profile shares: pi_SFT, a frozen copy of it as pi_ref, the
-    training pairs (with and without ODPO offsets), the evaluator and the task's name. Build it with
-    :func:`context`."""
+    training pairs (with and without ODPO offsets), the evaluator, the task (its name, and the object),
+    the training prompts PPO samples from, and ``cache``, where ``dpo_lab.rlhf`` keeps the reward model
+    and Best-of-N's draws once built. Build it with :func:`context`."""
 
     profile: _config.Profile
     sft: object  # task.SFTPolicy
@@ -211,6 +233,10 @@ class Context:
     evaluator: Evaluator
     task: str = DEFAULT_TASK
     variant: dict = field(default_factory=dict)
+    source: Task | None = None
+    train_prompts: list[str] = field(default_factory=list)
+    train_prompt_ids: list[list[int]] = field(default_factory=list)
+    cache: dict = field(default_factory=dict)
 
 
 def context(
@@ -241,6 +267,7 @@ def context(
     sft = t.reference(progress)
     pairs = t.preference_pairs(progress)
     ref = load_model(sft.path, device=_config.device()).eval()
+    prompts = t.train_prompts()
     return Context(
         p,
         sft,
@@ -250,6 +277,9 @@ def context(
         Evaluator.for_task(t, ref, sft.tokenizer),
         t.name,
         dict(variant or {}),
+        t,
+        prompts,
+        t.prompt_ids(prompts, sft.tokenizer),
     )
 
 
@@ -268,19 +298,27 @@ def evaluate_sft(ctx: Context) -> Run:
     return run
 
 
-def train_run(spec: RunSpec, ctx: Context, progress: bool = True):
-    """Train (or load, when finished) the run of ``spec``: an ``lm.TrainResult``.
+def train_run(spec: RunSpec, ctx: Context, progress: bool = True) -> Run:
+    """Train (or load, when finished) the run of ``spec`` and return it; PPO and Best-of-N through
+    ``dpo_lab.rlhf``.
 
     Introduced in notebook 06.
     """
     from .lm import train_preferences
 
+    if spec.method in PPO_METHODS + BEST_OF_N_METHODS:
+        from . import rlhf
+
+        tag = {**run_tag(spec, ctx.profile, ctx.task, ctx.variant), "eval": ctx.evaluator.settings}
+        if spec.method in BEST_OF_N_METHODS:
+            return rlhf.best_of_n_run(spec, ctx, tag, progress)
+        return rlhf.train_ppo_run(spec, ctx, tag, progress).run
     kwargs = trainer_settings(spec, ctx.profile, ctx.task, ctx.variant)
     kwargs["run_tag"] = {**kwargs["run_tag"], "eval": ctx.evaluator.settings}
     pairs = ctx.odpo_pairs if spec.method == "odpo" else ctx.pairs
     return train_preferences(
         ctx.sft.model, ctx.ref, pairs, eval_fn=ctx.evaluator, tokenizer=ctx.sft.tokenizer, progress=progress, **kwargs
-    )
+    ).run
 
 
 def run_sweep(

@@ -23,8 +23,13 @@ member                                 what it gives
 ``gold_reward()``                      a :class:`Scorer` of prompt + response texts: the reward
                                        that ordered the pairs and that the frontier reports
 ``second_scorer()``                    a :class:`Scorer` that built nothing: a check on hacking
+``fresh_pairs(n)``                     optional: n more pairs drawn apart from the others, to
+                                       select the reward model on (default None: the pairs no
+                                       run trains on serve, ``dpo_lab.rlhf``)
 ``exact_evaluation``                   None, or ``policy -> {"eval/...": number}``: quantities a
                                        task can compute exactly (by enumerating its responses)
+``best_of_n_evaluation``               None, or ``(n, reward_fn) -> {"eval/...": number}``: the
+                                       same for Best-of-n of pi_SFT under ``reward_fn``
 =====================================  =========================================================
 
 What the experiment does with them (``dpo_lab.sweep``): it loads a frozen copy of pi_SFT as pi_ref,
@@ -106,6 +111,8 @@ class Task(abc.ABC):
     name: str = ""
     #: None, or a method ``policy -> {"eval/...": number}`` for tasks that can enumerate responses.
     exact_evaluation: Callable[[object], dict] | None = None
+    #: None, or a method ``(n, reward_fn) -> {"eval/...": number}``: Best-of-n's exact quantities.
+    best_of_n_evaluation: Callable[[int, object], dict] | None = None
 
     def __init__(self, profile: _config.Profile | None = None):
         self.profile = profile or _config.get_profile()
@@ -147,6 +154,11 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def second_scorer(self) -> Scorer:
         """An independent scorer that built no pairs."""
+
+    def fresh_pairs(self, n: int) -> list[dict] | None:
+        """``n`` pairs drawn independently of :meth:`preference_pairs` (the reward model's held-out
+        set), or None when drawing more is not cheap for this task (the default)."""
+        return None
 
 
 def load_task(name: str | None = None, profile: _config.Profile | None = None) -> Task:

@@ -18,8 +18,9 @@ import time
 from dataclasses import dataclass
 
 from . import config as _config
+from . import rlhf as _rlhf
 from . import sweep as _sweep
-from .evaluation import DEFAULT_TASK
+from .evaluation import DEFAULT_TASK, RUN_KINDS
 from .runs import list_runs
 from .task import TASKS, Task
 
@@ -81,7 +82,7 @@ def _train_one(job: Job, ctx: _sweep.Context, progress: bool) -> tuple[str | Non
     far and goes on."""
     started = time.perf_counter()
     try:
-        return _sweep.train_run(job.spec, ctx, progress=progress).run.id, time.perf_counter() - started, None
+        return _sweep.train_run(job.spec, ctx, progress=progress).id, time.perf_counter() - started, None
     except FloatingPointError as err:
         return None, time.perf_counter() - started, str(err)
 
@@ -153,11 +154,20 @@ def run_jobs(
             changes: _sweep.evaluate_sft(_variant_context(contexts, p, task, changes, progress))
             for changes in dict.fromkeys(job.changes for job in jobs)
         }
+        # Before the workers start, in this process: the reward model that the PPO runs of a variant share,
+        # and Best-of-N, whose runs share one set of draws held here. (With the workers' thread count: a
+        # second thread slows a small model down as soon as another job shares the cores.)
+        for changes in dict.fromkeys(job.changes for job in jobs if job.spec.method == "ppo"):
+            _rlhf.reward_model(_variant_context(contexts, p, task, changes, progress), progress)
+        for job in [job for job in jobs if job.spec.method in _rlhf.BEST_OF_N_METHODS]:
+            outcome[job] = _train_one(job, _variant_context(contexts, p, task, job.changes, progress), progress)
+            bar.update(1)
+        pending = [job for job in jobs if job not in outcome]
         if workers == 1:
-            for job in jobs:
+            for job in pending:
                 outcome[job] = _train_one(job, _variant_context(contexts, p, task, job.changes, progress), progress)
                 bar.update(1)
-    if workers > 1:
+    if workers > 1 and pending:
         os.environ[_config.ENV_VAR] = p.name  # the spawned workers resolve the same results folder
         with ProcessPoolExecutor(
             workers,
@@ -165,7 +175,7 @@ def run_jobs(
             initializer=_init_worker,
             initargs=(p, name, threads),
         ) as pool:
-            futures = {pool.submit(_train_in_worker, job): job for job in _submission_order(jobs)}
+            futures = {pool.submit(_train_in_worker, job): job for job in _submission_order(pending)}
             for future in as_completed(futures):
                 job = futures[future]
                 try:
@@ -174,7 +184,7 @@ def run_jobs(
                     raise RuntimeError(f"run {job.label} failed: {err}") from err
                 bar.update(1)
     bar.close()
-    stored = {r.id: r for r in list_runs("pref")}
+    stored = {r.id: r for kind in RUN_KINDS for r in list_runs(kind)}
     return {
         "runs": {j: stored[outcome[j][0]] for j in jobs if outcome[j][0]},
         "failed": {j: outcome[j][2] for j in jobs if outcome[j][2]},

@@ -1,5 +1,5 @@
 """Shared test setup: every test writes results into its own temporary folder, never into results/; the
-exact task's space and tiny pi_ref for its test modules."""
+exact task's space and tiny pi_ref for its test modules; the tiny experiment of the sweep tests."""
 
 import matplotlib
 import pytest
@@ -28,3 +28,28 @@ def reference(space, tmp_path_factory):
     from exact_support import tiny_reference
 
     return tiny_reference(space, tmp_path_factory)
+
+
+# --- the experiment (tests/test_sweep.py, tests/test_rlhf.py) -------------------------------------
+@pytest.fixture(scope="module")
+def tokenizer():
+    """A BPE of 300 tokens trained on a few made-up review words (``sweep_support``)."""
+    from sweep_support import make_tokenizer
+
+    return make_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def sft_model(tokenizer):
+    """A fresh 1-layer GPT-2 of ``sweep_support.TINY``'s sizes standing in for pi_SFT."""
+    from sweep_support import make_sft_model
+
+    return make_sft_model(tokenizer)
+
+
+@pytest.fixture
+def tiny_context(sft_model, tokenizer):
+    """A ``sweep.Context`` of the tiny profile with fake pairs and stand-in scorers."""
+    from sweep_support import make_tiny_context
+
+    return make_tiny_context(sft_model, tokenizer)

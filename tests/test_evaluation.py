@@ -145,7 +145,7 @@ def test_describe_names_a_grid_cell_and_refuses_unknown_methods():
     assert ev.describe("dpo", 0.1, 0) == "DPO beta=0.1 seed 0"
     assert ev.describe("preferred_ft", None, 2) == "Preferred-FT seed 2"
     with pytest.raises(ValueError, match="method: need one of"):
-        ev.describe("ppo", 0.1, 0)
+        ev.describe("reinforce", 0.1, 0)
 
 
 def test_frontier_runs_keep_one_task_unless_asked_for_all(tmp_path):

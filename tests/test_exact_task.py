@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from exact_support import one_thread  # noqa: F401 - autouse fixture: one torch thread
 
-from dpo_lab import config, evaluation, results, sweep
+from dpo_lab import bandits, config, evaluation, results, sweep
 from dpo_lab.exact import ExactTask, enumerate_responses
 from dpo_lab.task import PAIR_KEYS, load_task
 
@@ -32,7 +32,7 @@ def test_the_registry_builds_the_exact_task_at_its_own_sizes():
     assert isinstance(t, ExactTask) and t.profile.name == TINY.name
     assert (t.profile.pref_steps, t.profile.pref_batch_size, t.profile.eval_every) == (4, 8, 2)
     assert t.profile.max_new_tokens == TINY.exact_max_len == t.space.max_len
-    assert t.train_prompts() == t.test_prompts() == list(t.space.prompts)
+    assert t.train_prompts() == t.test_prompts() == [f"{x} " for x in t.space.prompts]  # the separator: see below
 
 
 def test_pairs_are_task_pairs_and_the_scorers_read_texts(task):
@@ -58,9 +58,9 @@ def test_sweep_runs_on_the_exact_task_and_no_point_beats_the_exact_frontier(task
     assert ctx.task == "exact" and ctx.profile is task.profile
     runs = [sweep.evaluate_sft(ctx).path]
     for spec in (sweep.RunSpec("dpo", 0.1, 0), sweep.RunSpec("unlikelihood", 0.5, 0)):
-        result = sweep.train_run(spec, ctx, progress=False)
-        assert result.run.config["tag"]["task"] == "exact"
-        runs.append(result.run.path)
+        run = sweep.train_run(spec, ctx, progress=False)
+        assert run.config["tag"]["task"] == "exact"
+        runs.append(run.path)
     points = results.load_points([r for r in evaluation.frontier_runs(task="exact") if r.path in runs])
     assert results.task_of(points) == "exact" and len(points) == 1 + 2 * 2
     for p in points:  # theorem (F): the exact frontier bounds every policy
@@ -82,3 +82,34 @@ def test_tasks_of_one_experiment_share_pi_ref_and_pairs_and_variants_get_their_o
     )
     assert ExactTask(TINY.replace(exact_lr_schedule="constant")).profile.pref_lr_schedule == "constant"
     assert task.profile.pref_lr_schedule == "cosine"
+
+
+def test_best_of_n_is_evaluated_exactly_and_stays_under_the_frontier(task):
+    space = task.space
+    index = {tuple(y): k for k, y in enumerate(space.responses.ids)}
+    prompt_of = {tuple(x): i for i, x in enumerate(space.prompt_id_lists())}
+
+    def r_star(xs, ys):
+        return [space.reward[prompt_of[tuple(x)], index[tuple(y)]] for x, y in zip(xs, ys)]
+
+    one = task.best_of_n_evaluation(1, r_star)
+    assert one["eval/enum_kl"] == pytest.approx(0.0, abs=1e-12)  # the best of one draw is pi_ref
+    four = task.best_of_n_evaluation(4, r_star)
+    assert 0 < four["eval/enum_kl"] <= bandits.best_of_n_kl_bound(4) + 1e-12  # ties (r* is whole numbers): below
+    assert four["eval/enum_reward"] > one["eval/enum_reward"] and four["eval/enum_frontier_gap"] <= 1e-9
+    fresh = task.fresh_pairs(50)
+    assert len(fresh) == 50 and fresh != task.preference_pairs()[:50]  # drawn with another seed
+
+
+def test_the_evaluator_scores_every_response_as_r_star_does(task):
+    """The evaluator scores prompt text + decoded response: that must be r*(x, y) for every response (the
+    word-level tokenizer decodes without a leading space; the prompts carry the separator)."""
+    tok, space = task.reference(progress=False).tokenizer, task.space
+    texts = [
+        x + y
+        for x in task.test_prompts()
+        for y in tok.batch_decode([list(r[:-1]) if r[-1] == space.eos_id else list(r) for r in space.responses.ids])
+    ]
+    scores = task.gold_reward()(texts).reshape(space.n_prompts, space.n_responses)
+    np.testing.assert_array_equal(scores, space.reward)
+    assert task.prompt_ids(task.test_prompts(), tok) == space.prompt_id_lists()

@@ -155,6 +155,8 @@ def test_compare_frontiers_rejects_bad_methods():
     with pytest.raises(ValueError, match="better"):
         fr.compare_frontiers(sweep(), "sft", "dpo")
     with pytest.raises(ValueError, match="worse"):
+        fr.compare_frontiers(sweep(), "dpo", "best_of_n")  # a reference curve, not a competitor
+    with pytest.raises(ValueError, match="no ppo points"):
         fr.compare_frontiers(sweep(), "dpo", "ppo")
     with pytest.raises(ValueError, match="no ipo points"):
         fr.compare_frontiers(sweep(), "dpo", "ipo")
@@ -162,16 +164,29 @@ def test_compare_frontiers_rejects_bad_methods():
 
 def test_verdict_is_computed_from_the_data():
     said = fr.verdict(sweep(odpo_shift=0.1))
-    assert said[0].startswith("Profile smoke")
+    assert said[0].startswith("Profile smoke") and len(said) == 2 + len(fr.VERDICT_BASELINES)
     assert "DPO's frontier dominates Preferred-FT" in said[1]
     assert "DPO's frontier dominates Unlikelihood" in said[2]
-    assert said[3].startswith("ODPO adds to DPO") and "ODPO owns 100%" in said[3]
-    assert "6 of 6 clearly above" in said[3]
+    assert "no PPO points" in said[3] and "no PPO-GT points" in said[4]
+    assert said[5].startswith("ODPO adds to DPO") and "ODPO owns 100%" in said[5]
+    assert "6 of 6 clearly above" in said[5]
     said = fr.verdict(sweep(odpo_shift=-0.1, ul_reward=0.95))
     assert "does not dominate Unlikelihood" in said[2]
-    assert said[3].startswith("ODPO does not add to DPO") and "ODPO owns 0%" in said[3]
+    assert said[5].startswith("ODPO does not add to DPO") and "ODPO owns 0%" in said[5]
     said = fr.verdict([p for p in sweep() if p["method"] in ("sft", "dpo")])
-    assert "no Preferred-FT points" in said[1] and "both are needed" in said[3]
+    assert "no Preferred-FT points" in said[1] and "both are needed" in said[5]
+
+
+def test_verdict_places_ppo_and_keeps_best_of_n_off_the_front():
+    ppo = [dict(point("ppo", kl=k, reward=r, step=s), run="ppo-a", hyper=6.0)
+           for k, r, s in ((2.0, 0.55, 10), (4.0, 0.6, 20))]  # fmt: skip
+    gt = [dict(point("ppo_gt", kl=3.0, reward=0.99, step=10), run="ppo-b", hyper=6.0)]
+    bon = [dict(point("best_of_n", kl=k, reward=0.999, step=0), run=f"bon-{k}", hyper=k) for k in (1.0, 4.0)]
+    said = fr.verdict(sweep() + ppo + gt + bon)
+    assert "DPO's frontier dominates PPO (" in said[3]
+    assert "DPO's frontier does not dominate PPO-GT" in said[4]
+    share = fr.pareto_share(sweep() + ppo + gt + bon)
+    assert "best_of_n" not in share and share["ppo_gt"] > 0
 
 
 def test_hacking_onset_finds_the_lowest_kl_repetitive_point():

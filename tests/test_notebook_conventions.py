@@ -40,7 +40,7 @@ def test_stored_clean(path):
 def test_skeleton(path):
     cells = _load(path)["cells"]
     first = _src(cells[0])
-    assert cells[0]["cell_type"] == "markdown" and first.lstrip().startswith("# ")
+    assert cells[0]["cell_type"] == "markdown" and first.lstrip().startswith(f"# {path.name[:2]} · ")  # its number
     assert re.search(r"learning goals", first, re.I), "title cell lists learning goals"
     assert re.search(r"prerequisites", first, re.I), "title cell lists prerequisites"
     code = [c for c in cells if c["cell_type"] == "code"]

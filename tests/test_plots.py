@@ -98,3 +98,38 @@ def test_plot_frontier_draws_a_known_optimum_under_exact_points():
     plt.close("all")
     with pytest.raises(ValueError, match="optimum"):
         plots.plot_frontier(pts, optimum=([0.0, 1.0], [0.5]))
+
+
+def test_best_of_n_is_a_dashed_curve_off_the_pareto_front():
+    bon = [point("best_of_n", kl=k, reward=0.9, step=0, hyper=n, run=f"bon-{n}") for n, k in ((1, 0.0), (4, 0.64))]
+    fig = plots.plot_frontier(sweep() + bon)
+    ax = fig.axes[0]
+    [curve] = [line for line in ax.get_lines() if line.get_label().startswith("Best-of-N, N = 1, 4")]
+    assert list(curve.get_xdata()) == [0.0, 0.64] and curve.get_linestyle() == "--"
+    front = [line.get_label() for line in ax.get_lines() if line.get_label().startswith("Pareto front")]
+    without = plots.plot_frontier(sweep())
+    assert front == [line.get_label() for line in without.axes[0].get_lines() if line.get_label().startswith("Pareto")]
+    plt.close(fig)
+    plt.close(without)
+
+
+def test_plot_ppo_training_draws_one_point_per_rollout_and_the_target(tmp_path):
+    from dpo_lab import runs
+
+    run = runs.open_run(
+        "ppo",
+        {"tag": {"method": "ppo", "seed": 0, "profile": "smoke", "target_kl": 6.0}, "settings": {"batch_size": 2},
+         "ppo": {"batch_size": 4, "ppo_epochs": 2, "target_kl": 6.0}},
+        tmp_path,
+    )  # fmt: skip
+    for step in range(1, 13):  # 3 rollouts of 2 epochs x 2 minibatches
+        rollout = (step - 1) // 4
+        run.log({"split": "train", "step": step, **{k: float(rollout) for k in plots.PPO_CURVE_KEYS}})
+    fig = plots.plot_ppo_training([run])
+    kl_panel = fig.axes[0]
+    assert kl_panel.get_title() == "objective/kl"
+    assert list(kl_panel.get_lines()[0].get_ydata()) == [0.0, 1.0, 2.0]
+    assert [line.get_ydata()[0] for line in kl_panel.get_lines()[1:]] == [6.0]  # the target, dotted
+    plt.close(fig)
+    with pytest.raises(ValueError, match="PPO run"):
+        plots.plot_ppo_training([make_run(tmp_path, "dpo", 0.1, 0, [(10, 0.5, 1.0)])])

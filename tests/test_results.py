@@ -38,7 +38,7 @@ def test_stored_runs_prefers_the_readers_runs_then_the_reference(tmp_path):
 
 
 def test_load_points_names_the_file_on_bad_runs(tmp_path):
-    bad_method = runs.open_run("pref", {"tag": {"method": "ppo", "seed": 0, "profile": "smoke"}}, tmp_path / "a")
+    bad_method = runs.open_run("pref", {"tag": {"method": "reinforce", "seed": 0, "profile": "smoke"}}, tmp_path / "a")
     with pytest.raises(ValueError, match="config.json.*method"):
         results.load_points([bad_method])
     no_beta = runs.open_run("pref", {"tag": {"method": "dpo", "seed": 0, "profile": "smoke"}}, tmp_path / "b")
@@ -69,7 +69,7 @@ def test_select_points_filters_methods_hyper_and_steps():
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        ({"methods": ["ppo"]}, "methods"),
+        ({"methods": ["reinforce"]}, "methods"),
         ({"hyper_range": (2.0, 1.0)}, "hyper_range"),
         ({"step_range": (5,)}, "step_range"),
     ],

@@ -3,131 +3,54 @@
 import dataclasses
 import json
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from lm_support import one_thread  # noqa: F401 - autouse fixture: one torch thread
+from sweep_support import CPU, GPU, TINY, evaluator, fake_pairs
 
 from dpo_lab import config, evaluation, results, runs, sweep, workers
-from dpo_lab.lm import gpt2_config, load_model
-from dpo_lab.sentiment import pair_offsets, train_bpe
 from dpo_lab.task import Evaluator, Scorer
-
-CPU, GPU, SMOKE = (config.get_profile(n) for n in ("cpu", "gpu", "smoke"))
-# A sweep small enough for a unit test: one setting per method, 2 steps, evaluated after each.
-TINY = SMOKE.replace(
-    dpo_betas=(0.1,),
-    unlikelihood_alphas=(0.5,),
-    seeds=(0,),
-    pref_steps=2,
-    pref_batch_size=4,
-    pref_micro_batch_size=4,
-    pref_warmup_steps=1,
-    eval_every=1,
-    max_new_tokens=4,
-    n_layer=1,
-    n_embd=16,
-    n_head=2,
-    n_positions=32,
-    sweep_workers=1,
-)
-WORDS = ["good", "bad", "film", "great", "plot", "awful", "actor", "story"]
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    rng = np.random.default_rng(0)
-    return train_bpe([" ".join(rng.choice(WORDS, 12)) for _ in range(60)], vocab_size=300)
-
-
-@pytest.fixture(scope="module")
-def sft_model(tokenizer):
-    return load_model(gpt2_config(tokenizer, **TINY.model_sizes), seed=0)
-
-
-def length_score(texts):
-    """A stand-in gold reward in [0, 1]: longer texts score higher."""
-    return np.array([min(1.0, len(t) / 60) for t in texts])
-
-
-def evaluator(sft_model, tokenizer, prompts=("good film", "the plot", "an actor")):
-    ref = load_model(gpt2_config(tokenizer, **TINY.model_sizes), seed=0).eval()
-    ref.load_state_dict(sft_model.state_dict())
-    ids = [[tokenizer.eos_token_id] + tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    return Evaluator(
-        ref,
-        tokenizer,
-        list(prompts),
-        ids,
-        Scorer("length", length_score),
-        Scorer("g-count", lambda ts: np.array([min(1.0, t.count("g") / 3) for t in ts])),
-        num_samples=2,
-        max_new_tokens=TINY.max_new_tokens,
-        seed=0,
-    )
-
-
-def fake_pairs(tokenizer, n=12):
-    eos = tokenizer.eos_token_id
-    rng = np.random.default_rng(1)
-    out = []
-    for i in range(n):
-
-        def ids():
-            return tokenizer(" ".join(rng.choice(WORDS, 3)), add_special_tokens=False)["input_ids"] + [eos]
-
-        out.append(
-            {
-                "prompt_ids": [eos] + tokenizer("good film", add_special_tokens=False)["input_ids"],
-                "chosen_ids": ids(),
-                "rejected_ids": ids(),
-                "score_chosen": 0.9 - i / 100,
-                "score_rejected": 0.2 + i / 100,
-                "offset": float(pair_offsets([0.9 - i / 100], [0.2 + i / 100])[0]),
-            }
-        )
-    return out
-
-
-@pytest.fixture
-def tiny_context(sft_model, tokenizer):
-    pairs = fake_pairs(tokenizer)
-    sft = SimpleNamespace(model=sft_model, tokenizer=tokenizer, run=SimpleNamespace(id="sft-test"))
-    return sweep.Context(
-        TINY,
-        sft,
-        evaluator(sft_model, tokenizer).ref,
-        sweep.training_pairs(pairs, TINY),
-        sweep.training_pairs(pairs, TINY, odpo=True),
-        evaluator(sft_model, tokenizer),
-    )
 
 
 # --- the grid ------------------------------------------------------------------------------------
-def test_grid_has_one_run_per_method_setting_and_seed():
-    specs = sweep.grid(CPU)
+@pytest.mark.parametrize("name", ["cpu", "gpu"])
+def test_grid_has_one_run_per_method_setting_and_seed(name):
+    p = config.get_profile(name)
+    specs = sweep.grid(p)
     counts = {m: sum(s.method == m for s in specs) for m in evaluation.METHODS}
     assert counts == {
         "sft": 0,
-        "dpo": len(CPU.dpo_betas),
-        "odpo": len(CPU.dpo_betas),
+        "dpo": len(p.dpo_betas),
+        "odpo": len(p.dpo_betas),
         "ipo": 1,
         "cdpo": 1,
-        "preferred_ft": len(CPU.seeds),
-        "unlikelihood": len(CPU.unlikelihood_alphas),
+        "preferred_ft": len(p.seeds),
+        "unlikelihood": len(p.unlikelihood_alphas),
+        "ppo": len(p.ppo_target_kls),
+        "ppo_gt": len(p.ppo_target_kls),
+        "best_of_n": len(p.best_of_ns),
+        "best_of_n_gt": len(p.best_of_ns),
     }
-    assert len(CPU.seeds) >= 2  # Preferred-FT differs only by seed: the issue asks for 2+
-    assert sorted(s.hyper for s in specs if s.method == "dpo") == sorted(CPU.dpo_betas)
+    assert len(p.seeds) >= 2  # Preferred-FT differs only by seed: the issue asks for 2+
+    assert sorted(s.hyper for s in specs if s.method == "dpo") == sorted(p.dpo_betas)
     assert len({s.label for s in specs}) == len(specs)
+
+
+def test_gpu_grid_is_the_papers_sweep_with_the_rlhf_baselines():
+    specs = sweep.grid(config.get_profile("gpu"))
+    assert sorted(s.hyper for s in specs if s.method == "ppo") == [3.0, 6.0, 9.0, 12.0]  # DPO paper Sec. 6.1
+    assert sorted(s.hyper for s in specs if s.method == "ppo_gt") == [3.0, 6.0, 9.0, 12.0]
+    assert sorted(s.hyper for s in specs if s.method == "best_of_n") == [1.0, 4.0, 16.0, 64.0]
 
 
 @pytest.mark.parametrize(
     "method,hyper,seed,match",
     [
         ("sft", None, 0, "method"),
-        ("ppo", 0.1, 0, "method"),
+        ("best_of_n", 2.5, 0, "whole number"),
+        ("ppo", None, 0, "needs"),
         ("dpo", None, 0, "needs"),
         ("preferred_ft", 0.1, 0, "takes no"),
         ("dpo", -1.0, 0, "> 0"),
@@ -246,13 +169,13 @@ def test_evaluator_rejects_bad_input(sft_model, tokenizer):
 
 # --- runs ------------------------------------------------------------------------------------------
 def test_train_run_stores_tagged_evaluations_that_the_frontier_reads(tiny_context):
-    result = sweep.train_run(sweep.RunSpec("odpo", 0.1, 0), tiny_context, progress=False)
-    tag = result.run.config["tag"]
+    run = sweep.train_run(sweep.RunSpec("odpo", 0.1, 0), tiny_context, progress=False)
+    tag = run.config["tag"]
     assert tag["method"] == "odpo" and tag["beta"] == 0.1 and tag["eval"] == tiny_context.evaluator.settings
-    points = results.load_points([result.run])
+    points = results.load_points([run])
     assert [p["step"] for p in points] == [1, 2] and all(p["kl_exact"] >= 0 for p in points)
     again = sweep.train_run(sweep.RunSpec("odpo", 0.1, 0), tiny_context, progress=False)
-    assert again.run.id == result.run.id and len(again.run.metrics()) == len(result.run.metrics())  # not retrained
+    assert again.id == run.id and len(again.metrics()) == len(run.metrics())  # not retrained
 
 
 def test_evaluate_sft_is_computed_once(tiny_context):
@@ -266,11 +189,13 @@ def test_evaluate_sft_is_computed_once(tiny_context):
 def test_run_sweep_trains_the_grid_then_reuses_it(tiny_context, monkeypatch):
     monkeypatch.setattr(sweep, "context", lambda profile, task=None, progress=True, variant=None: tiny_context)
     out = sweep.run_sweep(TINY, progress=False)
-    assert list(out["runs"]) == sweep.grid(TINY) and out["wall_seconds"] > 0
-    assert all(r.finished and r.kind == "pref" for r in out["runs"].values())
+    assert set(out["runs"]) == set(sweep.grid(TINY)) and out["wall_seconds"] > 0 and not out["failed"]
+    kinds = {"ppo": "ppo", "ppo_gt": "ppo", "best_of_n": "best_of_n", "best_of_n_gt": "best_of_n"}
+    assert all(r.finished and r.kind == kinds.get(s.method, "pref") for s, r in out["runs"].items())
     points = results.load_points(evaluation.frontier_runs())
     assert {p["method"] for p in points} == set(evaluation.METHODS)
-    assert len(points) == 1 + TINY.pref_steps * len(sweep.grid(TINY))  # pi_SFT + one point per step
+    per_run = {"pref": TINY.pref_steps, "ppo": TINY.ppo_iterations // TINY.ppo_eval_every, "best_of_n": 1}
+    assert len(points) == 1 + sum(per_run[r.kind] for r in out["runs"].values())  # pi_SFT + every evaluation
     before = {r.id: r.metrics() for r in evaluation.frontier_runs()}
     assert {s: r.id for s, r in sweep.run_sweep(TINY, progress=False)["runs"].items()} == {
         s: r.id for s, r in out["runs"].items()
@@ -325,7 +250,7 @@ def test_run_sweep_reports_a_diverged_run_and_goes_on(tiny_context, monkeypatch)
 
 
 def test_policy_samples_share_prompts_and_seed(tiny_context):
-    run = sweep.train_run(sweep.RunSpec("dpo", 0.1, 0), tiny_context, progress=False).run
+    run = sweep.train_run(sweep.RunSpec("dpo", 0.1, 0), tiny_context, progress=False)
     rows = sweep.policy_samples(tiny_context, {"DPO beta=0.1": run}, n_prompts=2)
     assert [r["policy"] for r in rows] == ["pi_SFT"] * 2 + ["DPO beta=0.1"] * 2
     assert [r["prompt"] for r in rows[:2]] == [r["prompt"] for r in rows[2:]] == tiny_context.evaluator.prompts[:2]

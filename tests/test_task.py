@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from lm_support import one_thread  # noqa: F401 - autouse fixture: one torch thread
-from test_sweep import TINY, WORDS, fake_pairs, length_score
+from sweep_support import TINY, WORDS, fake_pairs, length_score
 
 from dpo_lab import evaluation, results, sweep, task
 from dpo_lab.lm import gpt2_config, load_model, save_model
@@ -105,10 +105,10 @@ def test_the_sweep_runs_any_task_and_records_its_exact_quantities(tmp_path):
     ctx = sweep.context(task=t, progress=False)
     assert ctx.task == "tiny" and ctx.profile is TINY and ctx.ref is not ctx.sft.model
     assert ctx.evaluator.prompts == t.test_prompts() and ctx.evaluator.settings["exact"] is True
-    result = sweep.train_run(sweep.RunSpec("dpo", 0.1, 0), ctx, progress=False)
-    assert result.run.config["tag"]["task"] == "tiny"
+    run = sweep.train_run(sweep.RunSpec("dpo", 0.1, 0), ctx, progress=False)
+    assert run.config["tag"]["task"] == "tiny"
     sft_run = sweep.evaluate_sft(ctx)
-    points = results.load_points([result.run, sft_run])
+    points = results.load_points([run, sft_run])
     assert {p["task"] for p in points} == {"tiny"} and results.task_of(points) == "tiny"
     assert all(p["true_reward"] == 0.25 and p["true_kl"] == 0.0 for p in points)
     assert t.exact_calls == TINY.pref_steps + 1  # every evaluation, pi_SFT's included

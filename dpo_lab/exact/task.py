@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import bandits
 from .. import config as _config
 from ..task import Scorer, SFTPolicy, Task
 from .enumeration import policy_logprobs
@@ -56,6 +57,18 @@ def experiment_profile(profile: _config.Profile) -> _config.Profile:
         pref_checkpoint_every=profile.exact_eval_every,  # a run of seconds: resuming from the last evaluation is enough
         eval_samples_per_prompt=profile.exact_eval_samples,
         max_new_tokens=profile.exact_max_len,
+        rm_epochs=profile.exact_rm_epochs,
+        rm_lr=profile.exact_pref_lr,
+        rm_heldout=profile.exact_rm_heldout,
+        ppo_target_kls=profile.exact_ppo_target_kls,
+        ppo_iterations=profile.exact_ppo_iterations,
+        ppo_batch_size=profile.exact_ppo_batch_size,
+        ppo_minibatch_size=profile.exact_ppo_batch_size // 4,
+        ppo_lr=1e-3,  # measured in notebook 04: PPO-GT at 1e-3 ends at 0.05 of its start's KL to pi*
+        # One rollout: with TRL's 10,000 responses beta moved 0.5% a rollout, and every target ended at KL 6-11
+        ppo_horizon=profile.exact_ppo_batch_size,
+        ppo_eval_every=max(1, profile.exact_ppo_iterations // 4),
+        best_of_ns=profile.exact_best_of_ns,
     )
 
 
@@ -94,10 +107,13 @@ class ExactTask(Task):
         return self._ref_probs
 
     def train_prompts(self) -> list[str]:
-        return list(self.space.prompts)
+        """The prompts, each with the space that separates it from a response: the evaluator scores
+        prompt + decoded response, and the word-level tokenizer decodes "good" without a leading space
+        ("the film was" + "good" would be one unknown word, worth 0)."""
+        return [f"{x} " for x in self.space.prompts]
 
     def test_prompts(self) -> list[str]:
-        return list(self.space.prompts)
+        return self.train_prompts()
 
     def prompt_ids(self, prompts: list[str], tokenizer) -> list[list[int]]:
         return prompt_ids(prompts, tokenizer)
@@ -117,6 +133,12 @@ class ExactTask(Task):
             _CACHE[draws + (p.exact_offset,)] = with_offset(_CACHE[draws], p.exact_offset)
         return _CACHE[draws + (p.exact_offset,)]
 
+    def fresh_pairs(self, n: int) -> list[dict]:
+        """``n`` pairs sampled like :meth:`preference_pairs` with the next seed: pi_ref's probabilities
+        are known, so fresh pairs cost nothing (every pair of the task trains the DPO runs)."""
+        p = self.profile
+        return sample_pairs(self.space, self.ref_probs(), n, seed=p.seed + 1, labels=p.exact_labels)
+
     def gold_reward(self) -> Scorer:
         return Scorer(f"exact r* (scale {self.space.scale:.4g})", self.space.score)
 
@@ -125,3 +147,19 @@ class ExactTask(Task):
 
     def exact_evaluation(self, policy) -> dict:
         return evaluate(policy, self.ref_probs(), self.space)
+
+    def best_of_n_evaluation(self, n: int, reward_fn) -> dict:
+        """The exact quantities of Best-of-``n`` of pi_ref under ``reward_fn(prompt_ids, response_ids)``
+        (the reward model, or r* itself): every response of every prompt scored, and Best-of-n's policy
+        in closed form (``bandits.best_of_n``, ties split as the sampler splits them), then evaluated
+        like any policy (``quantities.evaluate``)."""
+        space, ref = self.space, self.ref_probs()
+        prompts = space.prompt_id_lists()
+        scores = np.asarray(
+            reward_fn(
+                [x for x in prompts for _ in space.responses.ids],
+                [list(y) for _ in prompts for y in space.responses.ids],
+            ),
+            dtype=np.float64,
+        ).reshape(len(prompts), space.n_responses)
+        return evaluate(bandits.best_of_n(scores, ref, n), ref, space)

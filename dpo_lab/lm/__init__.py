@@ -22,10 +22,11 @@ train           ``train_sft(model, sequences, ...)`` -> ``TrainResult`` (policy,
 preference_     ``train_preferences(policy, ref, pairs, loss=...)`` -> ``TrainResult``: DPO and
 training        its family on that loop, reference log-probs computed once
 reward_model    RLHF stage 1 (Eq. 2): ``RewardModel``, ``train_reward_model``, ``reward_scores``,
-                ``calibration`` (notebook 04, section 9; issue 14)
+                ``calibration`` (notebook 04, section 9; the sweep's through ``dpo_lab.rlhf``)
 ppo,            RLHF stage 2 (Eq. 3): PPO's per-token pieces, and ``train_ppo(policy, ref, prompt_ids,
-ppo_training    reward_fn, ...)`` on the same loop (notebook 04, section 9; not yet a sweep method)
-best_of_n       ``best_of_n(policy, prompt_ids, n, reward_fn, ...)``: n samples per prompt, the best kept
+ppo_training    reward_fn, ...)`` on the same loop (the sweep's PPO and PPO-GT, ``dpo_lab.rlhf``)
+best_of_n       ``best_of_n(policy, prompt_ids, n, reward_fn, ...)``: n samples per prompt, the best kept;
+                ``select_best(scores, seed)``, the choice alone
 ==============  ==============================================================================
 
 Conventions: EOS = pad (GPT-2's ``<|endoftext|>``, id 50256); prompts and responses are tokenized

@@ -1,8 +1,8 @@
 """PPO for the KL-regularised objective (DPO Eq. 3), per token: reward shaping, GAE, the clipped losses
 and the KL controller.
 
-Introduced in notebook 04 (section 9); part of issue 14 (the RLHF baselines of Fig. 2): the pieces of
-the PPO update that ``dpo_lab.lm.ppo_training`` puts together. RLHF's second stage (DPO paper Sec. 3,
+Introduced in notebook 04 (section 9); one of the RLHF baselines of Fig. 2: the pieces of the PPO
+update that ``dpo_lab.lm.ppo_training`` puts together. RLHF's second stage (DPO paper Sec. 3,
 Eq. 3) maximises E[r(x, y)] - beta KL(pi || pi_ref) with PPO (Schulman et al. 2017) in the form of
 Ziegler et al. (2019) that the paper's off-the-shelf PPO (trlx) follows: the KL penalty is paid token by
 token, the reward of the whole response arrives at its last token.

@@ -1,7 +1,7 @@
 """PPO on the engine: RLHF's second stage (DPO paper Eq. 3) for any reward of whole responses.
 
-Introduced in notebook 04 (section 9, on the exact task, where the optimum is known); part of issue 14,
-whose sweep methods (PPO, PPO-GT) do not exist yet. One PPO iteration:
+Introduced in notebook 04 (section 9, on the exact task, where the optimum is known); the sweep's PPO and
+PPO-GT through ``dpo_lab.rlhf`` (notebook 06 walks through one on IMDb). One PPO iteration:
 
     prompts    <- the next ``batch_size`` prompts of a seeded shuffle
     rollout    <- one response per prompt from the current policy (``lm.sample``), scored by
@@ -48,7 +48,7 @@ import torch
 from .. import runs as _runs
 from . import ppo
 from .logprobs import PackedPairs, as_id_lists, pack_pairs, packing_capacity, per_sequence, token_logprobs
-from .model import autocast, head_logits, hidden_size, model_device
+from .model import autocast, head_logits, hidden_size, model_device, quiet_weight_bars
 from .sampling import sample
 from .train import Settings, TrainResult, batch_indices, check_settings, fingerprint, run_identity, train_loop
 
@@ -86,7 +86,8 @@ class PolicyWithValue(torch.nn.Module):
 
     def save_pretrained(self, path) -> None:
         """The policy as a Hugging Face model folder, and the value head next to it."""
-        self.lm.save_pretrained(path)
+        with quiet_weight_bars():
+            self.lm.save_pretrained(path)
         torch.save(self.value_head.state_dict(), Path(path) / VALUE_HEAD_FILE)
 
 

@@ -1,8 +1,8 @@
 """The reward model of two-stage RLHF: a GPT-2 trunk with a scalar head, fitted to preference pairs by
 Bradley-Terry maximum likelihood (DPO paper Eq. 2).
 
-Introduced in notebook 04 (section 9); part of issue 14 (the RLHF baselines of Fig. 2): the reward model
-that PPO optimises.
+Introduced in notebook 04 (section 9); the reward model that PPO optimises and Best-of-N selects by, one
+of the RLHF baselines of Fig. 2 (the sweep's, through ``dpo_lab.rlhf``).
 Stage 1 of RLHF (DPO paper Sec. 3) fits r_phi to the pairs by minimising
 
     L_R(r_phi) = -E_{(x, y_w, y_l)} [ log sigmoid( r_phi(x, y_w) - r_phi(x, y_l) ) ]          (Eq. 2)
@@ -43,7 +43,7 @@ import torch
 
 from .. import runs as _runs
 from .logprobs import as_id_lists
-from .model import hidden_size, model_device
+from .model import hidden_size, model_device, quiet_weight_bars
 from .train import Settings, check_settings, fingerprint, run_identity, train_loop
 
 HEAD_FILE = "score_head.pt"
@@ -81,7 +81,8 @@ class RewardModel(torch.nn.Module):
     def save_pretrained(self, path) -> None:
         """The trunk as a Hugging Face model folder plus the head's weights (:data:`HEAD_FILE`)."""
         path = Path(path)
-        self.trunk.save_pretrained(path)
+        with quiet_weight_bars():
+            self.trunk.save_pretrained(path)
         torch.save(self.head.state_dict(), path / HEAD_FILE)
 
     @classmethod
@@ -92,7 +93,8 @@ class RewardModel(torch.nn.Module):
         path = Path(path)
         if not (path / HEAD_FILE).exists():
             raise ValueError(f"path: {path} holds no reward model (no {HEAD_FILE})")
-        trunk = AutoModel.from_pretrained(str(path), dtype=torch.float32)
+        with quiet_weight_bars():
+            trunk = AutoModel.from_pretrained(str(path), dtype=torch.float32)
         state = torch.load(path / HEAD_FILE, map_location="cpu", weights_only=True)
         head = torch.nn.Linear(state["weight"].shape[1], 1)
         head.load_state_dict(state)

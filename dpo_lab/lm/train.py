@@ -15,7 +15,8 @@ Pseudocode of one optimiser step (``B = batch_size`` pairs, ``m = micro_batch_si
                                                          sequences)
         loss_i  <- chosen loss(policy logps, CACHED reference logps)  (SFT: next-token NLL)
         backward(sum_i loss_i / B)                      (gradient accumulation)
-    stop with FloatingPointError if a log-prob or the loss is not finite (checkpoint kept)
+    stop with FloatingPointError if a log-prob or the loss is not finite (checkpoint kept, the
+    reason logged as a `"split": "diverged"` record)
     clip the gradient norm to max_grad_norm; AdamW or RMSprop step
     log {"split": "train", "step", "loss", "lr", "grad_norm", rewards/..., logps/...}
     every eval_every steps (and at the end): log {"split": "eval", "step", **eval_fn(policy, step)}
@@ -173,12 +174,13 @@ def make_optimizer(model, s: Settings) -> torch.optim.Optimizer:
 
 
 def _not_finite(what: str, step: int, run: _runs.Run) -> FloatingPointError:
+    """The error that stops a diverged run, recorded in its metrics first (``"split": "diverged"``), so
+    that whoever reads the run later (the frontier) knows it diverged rather than stopped."""
     ckpt = run.path / "checkpoint.pt"
     kept = f"the last checkpoint ({ckpt}) is kept" if ckpt.exists() else "no checkpoint was saved yet"
-    return FloatingPointError(
-        f"non-finite {what} at step {step}: training stopped before the update; "
-        f"{kept}. Lower the learning rate or check the data."
-    )
+    message = f"non-finite {what} at step {step}: training stopped before the update; {kept}."
+    run.log({"split": "diverged", "step": step, "reason": message})
+    return FloatingPointError(f"{message} Lower the learning rate or check the data.")
 
 
 def finished_result(run: _runs.Run, policy) -> TrainResult:
