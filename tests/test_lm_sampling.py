@@ -1,6 +1,8 @@
 """Ancestral sampling (dpo_lab.lm.sampling): left padding, EOS, reproducibility, the sampled
 distribution against exact enumeration, truncation options and bad inputs."""
 
+import inspect
+
 import pytest
 import torch
 from lm_support import EOS, FOUR_EOS, FOUR_TOKENS, TINY, all_responses, one_thread  # noqa: F401 (autouse fixture)
@@ -118,3 +120,21 @@ def test_bad_inputs_are_refused(model, kwargs, match):
     args = {"prompts": [[1]], "num_samples": 1, "max_new_tokens": 3, "seed": 0, **kwargs}
     with pytest.raises(ValueError, match=match):
         sample(model, None, **args)
+
+
+def test_sampling_uses_the_current_name_of_the_kv_cache_argument():
+    """transformers deprecated ``past_key_values=`` (removed in 5.40, inside the ``<6`` pin): sampling
+    passes the cache under whatever name the installed version's forward takes, without a warning."""
+    import warnings
+
+    from transformers import GPT2Config
+
+    from dpo_lab.lm import load_model, sample
+    from dpo_lab.lm.sampling import cache_argument
+
+    config = GPT2Config(vocab_size=10, n_layer=1, n_embd=8, n_head=2, n_positions=16, eos_token_id=9, bos_token_id=9)
+    model = load_model(config, seed=0)
+    assert cache_argument(model) in inspect.signature(model.base_model.forward).parameters
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a deprecation warning would fail here
+        sample(model, None, [[1, 2]], 2, 4, seed=0, ref=load_model(model.config, seed=1))

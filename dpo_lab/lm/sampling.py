@@ -31,6 +31,7 @@ ran at about 1,200 new tokens/s on one thread (8k vocabulary; 390 with GPT-2's 5
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 
@@ -116,6 +117,12 @@ def _next_tokens(
     return torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(-1).clamp(max=cdf.shape[-1] - 1)
 
 
+def cache_argument(model) -> str:
+    """The name under which the model's forward takes its KV cache: ``cache`` in recent transformers,
+    ``past_key_values`` before (deprecated, and removed in 5.40, which ``transformers<6`` allows)."""
+    return "cache" if "cache" in inspect.signature(model.base_model.forward).parameters else "past_key_values"
+
+
 def _sample_batch(
     model,
     prompts: list[list[int]],
@@ -153,8 +160,8 @@ def _sample_batch(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 position_ids=position_ids,
-                past_key_values=cache,
                 use_cache=True,
+                **{cache_argument(model): cache},
             ).last_hidden_state[:, -1]
         logits = head_logits(model, hidden)
         tokens = _next_tokens(logits, generator, temperature, top_k, top_p)
@@ -188,8 +195,8 @@ def _kl_terms(ref, cache, logits, tokens, input_ids, attention_mask, position_id
             input_ids=input_ids.to(device),
             attention_mask=attention_mask.to(device),
             position_ids=position_ids.to(device),
-            past_key_values=cache,
             use_cache=True,
+            **{cache_argument(ref): cache},
         ).last_hidden_state[:, -1]
     logp = logits.float().log_softmax(dim=-1)
     diff = logp - head_logits(ref, hidden).float().to(logp.device).log_softmax(dim=-1)
