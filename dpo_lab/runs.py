@@ -135,12 +135,20 @@ class Run:
         """The last checkpoint as ``(step, state)``, or None for a fresh start.
 
         Metric records logged after that checkpoint (records whose ``step`` is larger) are dropped,
-        since the resumed run logs them again; with no checkpoint all records are dropped.
+        since the resumed run logs them again; with no checkpoint all records are dropped. Temporary
+        files that a process killed in the middle of a write left behind are removed. The checkpoint is
+        read with ``weights_only=True``: tensors, numbers, strings and containers of them, never
+        arbitrary pickled objects, so a run folder from someone else cannot run code here.
         """
         import torch
 
+        for stale in self.path.glob(".*.tmp"):  # atomic_write's temporaries of a killed writer
+            stale.unlink(missing_ok=True)
         ckpt = self.path / "checkpoint.pt"
-        payload = torch.load(ckpt, map_location="cpu", weights_only=False) if ckpt.exists() else None
+        try:
+            payload = torch.load(ckpt, map_location="cpu", weights_only=True) if ckpt.exists() else None
+        except Exception as err:  # noqa: BLE001 - torch raises UnpicklingError and others for refused content
+            raise ValueError(f"{ckpt}: not a checkpoint of plain tensors and numbers, refused ({err})") from None
         last = payload["step"] if payload else None
         kept = [r for r in self.metrics() if last is not None and r.get("step", 0) <= last]
         lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept)

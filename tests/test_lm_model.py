@@ -143,3 +143,16 @@ def test_loading_and_saving_draw_no_weight_progress_bars(tmp_path, capsys):
     with quiet_weight_bars():
         assert not hf_logging.is_progress_bar_enabled()
     assert hf_logging.is_progress_bar_enabled()
+
+
+@pytest.mark.parametrize("name", ["/no/such/dir", "./missing", "~/no-such-model-here", "results/cpu/no/model"])
+def test_a_missing_local_folder_is_named_as_a_path_not_a_hub_id(name):
+    from pathlib import Path
+
+    from dpo_lab.lm import load_model, load_tokenizer
+
+    for load, argument in ((load_model, "name_or_path_or_config"), (load_tokenizer, "name_or_path")):
+        with pytest.raises(ValueError, match=f"{argument}: the local path .* does not exist"):
+            load(name)
+    with pytest.raises(ValueError, match="does not exist"):
+        load_model(Path("relative-folder-that-is-not-here"))  # a Path is always local

@@ -26,16 +26,16 @@ WORKER = textwrap.dedent(
         print("reused"); sys.exit(0)
     resumed = run.resume()
     if resumed is None:
-        step, state = 0, {"w": np.zeros(3), "rng": np.random.default_rng(cfg["seed"]).bit_generator.state}
+        step, state = 0, {"w": [0.0] * 3, "rng": np.random.default_rng(cfg["seed"]).bit_generator.state}
     else:
         step, state = resumed
     rng = np.random.default_rng(); rng.bit_generator.state = state["rng"]
-    w = state["w"]
+    w = np.array(state["w"])
     while step < cfg["steps"]:
         w = w - cfg["lr"] * (w - 1.0 + 0.1 * rng.standard_normal(3))
         step += 1
         run.log({"step": step, "loss": float(((w - 1.0) ** 2).sum())})
-        run.save_checkpoint({"w": w, "rng": rng.bit_generator.state}, step)
+        run.save_checkpoint({"w": w.tolist(), "rng": rng.bit_generator.state}, step)
         time.sleep(delay)
     run.finish({"w": w.tolist()})
     print("trained")
@@ -206,3 +206,25 @@ def test_atomic_write_and_write_json_leave_no_temporary_behind(tmp_path):
         runs.atomic_write(target, half_then_fail)
     assert target.read_text() == '{\n  "a": 1,\n  "b": 2\n}\n'  # the old content survives a failed write
     assert sorted(p.name for p in tmp_path.iterdir()) == ["table.json"]
+
+
+class _Payload:
+    """What a malicious checkpoint holds: unpickling it would call os.system."""
+
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_a_crafted_checkpoint_is_refused_and_stale_temporaries_are_removed(tmp_path):
+    import torch
+
+    run = runs.open_run("toy", {"k": 1}, tmp_path)
+    torch.save({"step": 1, "state": {"w": _Payload()}}, run.path / "checkpoint.pt")
+    with pytest.raises(ValueError, match="checkpoint.pt: not a checkpoint of plain tensors"):
+        run.resume()
+    (run.path / "checkpoint.pt").unlink()
+    stale = run.path / ".checkpoint.pt.abc123.tmp"  # a writer killed between mkstemp and os.replace
+    stale.write_bytes(b"half")
+    run.save_checkpoint({"w": torch.ones(2), "lr": 0.1, "name": "x"}, step=2)
+    step, state = run.resume()
+    assert step == 2 and torch.equal(state["w"], torch.ones(2)) and not stale.exists()

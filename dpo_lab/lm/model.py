@@ -81,6 +81,7 @@ def load_model(name_or_path_or_config, seed: int | None = None, device: str | No
                 torch.manual_seed(seed)
             model = GPT2LMHeadModel(name_or_path_or_config)
     elif isinstance(name_or_path_or_config, (str, Path)) and str(name_or_path_or_config).strip():
+        check_local_path(name_or_path_or_config, "name_or_path_or_config")
         with quiet_weight_bars():
             model = AutoModelForCausalLM.from_pretrained(str(name_or_path_or_config), dtype=torch.float32)
     else:
@@ -89,6 +90,19 @@ def load_model(name_or_path_or_config, seed: int | None = None, device: str | No
             f"{type(name_or_path_or_config).__name__}"
         )
     return model.to(device=device, dtype=torch.float32).eval()
+
+
+def check_local_path(name: str | Path, argument: str) -> None:
+    """ValueError naming ``argument`` when ``name`` can only mean a local folder and none is there:
+    a ``Path``, or a string that starts with "/", "." or "~", has more than one "/", or whose first
+    part is an existing folder. Anything else ("gpt2-large", "siebert/sentiment-roberta-large-english")
+    is left to the hub, whose own error then applies (an unreachable hub names the model)."""
+    text = str(name)
+    path = Path(text).expanduser()
+    local = isinstance(name, Path) or text.startswith(("/", ".", "~")) or text.count("/") > 1
+    local = local or ("/" in text and path.parent.is_dir())
+    if local and not path.exists():
+        raise ValueError(f"{argument}: the local path {text!r} does not exist")
 
 
 @contextlib.contextmanager

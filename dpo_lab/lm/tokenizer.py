@@ -20,6 +20,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from .model import check_local_path
+
 GPT2_EOS = "<|endoftext|>"
 
 
@@ -73,6 +75,7 @@ def load_tokenizer(name_or_path: str | Path | None = None):
     else:
         if not isinstance(name_or_path, (str, Path)) or not str(name_or_path).strip():
             raise ValueError(f"name_or_path must be None, a folder or a hub name, got {name_or_path!r}")
+        check_local_path(name_or_path, "name_or_path")
         tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
     if tokenizer.eos_token_id is None:
         raise ValueError(
