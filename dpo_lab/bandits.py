@@ -66,7 +66,10 @@ def check_finite(x, name: str) -> np.ndarray:
     Used by every function here and by ``dpo_lab.preferences``. A ValueError naming ``name`` for a
     scalar, a NaN or an inf.
     """
-    arr = np.asarray(x, dtype=np.float64)
+    raw = np.asarray(x)
+    if raw.dtype.kind in "USb" or (raw.dtype.kind == "O" and any(isinstance(v, (str, bytes, bool)) for v in raw.flat)):
+        raise ValueError(f"{name}: expected numbers, got {'booleans' if raw.dtype.kind == 'b' else 'strings'}")
+    arr = raw.astype(np.float64)
     if arr.ndim == 0:
         raise ValueError(f"{name}: expected an array with an action axis, got a scalar")
     if np.isnan(arr).any():
@@ -92,6 +95,8 @@ def _probs(x, name: str, positive: bool = False) -> np.ndarray:
 
 
 def _beta(beta) -> float:
+    if isinstance(beta, (str, bytes, bool, np.bool_)):
+        raise ValueError(f"beta: expected a number, got {type(beta).__name__} {beta!r}")
     if np.ndim(beta) != 0:
         raise ValueError(f"beta: expected a scalar, got shape {np.shape(beta)}")
     b = float(beta)

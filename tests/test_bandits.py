@@ -341,3 +341,15 @@ def test_best_of_n_refuses_a_bad_n(n):
         B.best_of_n(np.zeros(3), np.full(3, 1 / 3), n)
     with pytest.raises(ValueError, match="n"):
         B.best_of_n_kl_bound(n)
+
+
+@pytest.mark.parametrize("bad", ["0.1", b"1", True, np.bool_(True)])
+def test_beta_must_be_a_number_not_a_string_or_bool(bad):
+    with pytest.raises(ValueError, match="beta: expected a number"):
+        B.optimal_policy(np.array([1.0, 0.0]), np.array([0.5, 0.5]), bad)
+
+
+@pytest.mark.parametrize("bad", [["1", "2"], [True, False], np.array([1, "x"], dtype=object)])
+def test_arrays_of_strings_or_bools_are_refused_by_name(bad):
+    with pytest.raises(ValueError, match="reward: expected numbers"):
+        B.optimal_policy(bad, np.array([0.5, 0.5]), 1.0)

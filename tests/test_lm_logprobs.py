@@ -3,6 +3,7 @@ batching and padding, EOS handling, per-token output and every bad input."""
 
 import random
 
+import numpy as np
 import pytest
 import torch
 from lm_support import EOS, TINY, naive_token_logps, one_thread  # noqa: F401 (autouse fixture)
@@ -219,3 +220,11 @@ class _Mixer(torch.nn.Module):
 def test_models_that_would_mix_packed_sequences_get_one_sequence_per_row():
     assert packing_capacity(_Mixer(keeps_apart=True)) == 16
     assert packing_capacity(_Mixer(keeps_apart=False)) is None
+
+
+@pytest.mark.parametrize("bad", [[True, 2], [np.bool_(False)]])
+def test_boolean_token_ids_are_refused(bad):
+    from dpo_lab.lm.logprobs import as_id_lists
+
+    with pytest.raises(ValueError, match=r"response_ids\[0\] must hold integer token ids"):
+        as_id_lists("response_ids", [bad])

@@ -88,6 +88,8 @@ def as_id_lists(name: str, seqs) -> list[list[int]]:
             ids = [operator.index(t) for t in seq]  # refuses floats such as 1.5 instead of truncating
         except TypeError as err:
             raise ValueError(f"{name}[{i}] must hold integer token ids ({err})") from err
+        if any(isinstance(t, bool) for t in seq):  # operator.index(True) is 1 (numpy bools it refuses itself)
+            raise ValueError(f"{name}[{i}] must hold integer token ids, not booleans")
         out.append(ids)
     return out
 
