@@ -65,8 +65,10 @@ def experiment_profile(profile: _config.Profile) -> _config.Profile:
         ppo_batch_size=profile.exact_ppo_batch_size,
         ppo_minibatch_size=profile.exact_ppo_batch_size // 4,
         ppo_lr=1e-3,  # measured in notebook 04: PPO-GT at 1e-3 ends at 0.05 of its start's KL to pi*
-        # One rollout: with TRL's 10,000 responses beta moved 0.5% a rollout, and every target ended at KL 6-11
+        # One rollout: with TRL's 10,000 responses beta moved 0.5% a rollout, and every target ended at KL 6-11.
+        # Starting at beta = 1 (section 5's): from TRL's 0.2 PPO-GT rushed to the maximiser (KL 11) first.
         ppo_horizon=profile.exact_ppo_batch_size,
+        ppo_kl_coef=1.0,
         ppo_eval_every=max(1, profile.exact_ppo_iterations // 4),
         best_of_ns=profile.exact_best_of_ns,
     )
