@@ -85,6 +85,7 @@ class Profile:
     sft_bpe_vocab: int = 8192  # policy tokenizer: a BPE of this size trained on the reviews; 0 = tokenizer_name's
     sft_micro_batch_size: int = 0  # windows per forward (gradient accumulation); 0 = sft_batch_size
     sft_reviews: int = 0  # reviews of the "sft" part used for the BPE and SFT; 0 = all
+    sft_release: str | None = None  # a released pi_SFT under data/ to load instead of training (sentiment.release)
     n_prompts: int = 2_000  # prompts used to build preference pairs
     samples_per_prompt: int = 4  # completions per prompt -> all 6 pairs (paper: 4)
     sample_threads: int = 1  # torch threads while sampling the pairs (1 is 3-5x faster on shared 2 cores); 0 = default

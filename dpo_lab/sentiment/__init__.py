@@ -14,6 +14,8 @@ prompts        ``make_prompts`` (2-8 GPT-2 tokens), ``train_prompts``, ``heldout
 gold_reward    ``load_gold_reward`` (offline n-gram classifier or hub pipeline),
                ``load_second_scorer`` (VADER), ``scorer_accuracy``
 sft            ``sft_policy`` (pi_SFT, trained once and stored), ``prompt_ids``, ``perplexity``
+release        ``export_release``, ``load_release``: a trained pi_SFT shipped in a folder, loaded
+               instead of retrained where the profile names one (``DPO_LAB_SFT=train`` retrains)
 pairs          ``preference_data`` (samples, 6 ordered pairs per prompt, ODPO offsets),
                ``load_pairs``, ``trainer_pairs``
 task           ``IMDbTask``: all of the above as the ``dpo_lab.task.Task`` the sweep runs

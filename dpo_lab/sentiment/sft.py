@@ -185,12 +185,17 @@ def sft_policy(profile: _config.Profile | None = None, progress: bool = True) ->
     ========================  =================================================================
 
     Held-out perplexity (:func:`heldout_windows`) is logged 5 times during training and after it.
+    Where the profile names a released pi_SFT (``sft_release``), that release is loaded instead
+    (``dpo_lab.sentiment.release``), unless ``DPO_LAB_SFT=train``.
 
     Introduced in notebook 05.
     """
     from ..lm import gpt2_config, load_model, train_sft
+    from .release import load_release, release_dir, use_release
 
     profile = profile or _config.get_profile()
+    if use_release(profile):  # the profile's released pi_SFT, unless DPO_LAB_SFT=train
+        return load_release(release_dir(profile), profile)
     tokenizer = sft_tokenizer(profile)
     sft_texts = sft_reviews(profile)
     windows = review_windows(sft_texts.texts, tokenizer, profile.n_positions)

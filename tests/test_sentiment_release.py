@@ -1,0 +1,74 @@
+"""A released pi_SFT (dpo_lab.sentiment.release): exported from a pi_SFT trained here at smoke sizes,
+loaded back instead of retraining, refused when it does not belong to the profile; both paths of
+sft_policy (the release, and DPO_LAB_SFT=train)."""
+
+import json
+
+import pytest
+import torch
+from test_sentiment_reviews import write_aclimdb
+
+from dpo_lab import config
+from dpo_lab.sentiment import release, sft
+
+
+@pytest.fixture
+def trained(tmp_path, monkeypatch):
+    """A smoke-sized pi_SFT trained from an aclImdb-shaped folder, and its profile."""
+    monkeypatch.delenv(release.ENV_VAR, raising=False)
+    folder = write_aclimdb(tmp_path, n_per_folder=40)
+    profile = config.get_profile("smoke").replace(
+        dataset_name=str(folder), sft_bpe_vocab=300, sft_steps=4, sft_batch_size=4, n_positions=32
+    )
+    return sft.sft_policy(profile, progress=False), profile
+
+
+def test_a_release_loads_the_same_model_instead_of_training(trained, tmp_path):
+    policy, profile = trained
+    folder = release.export_release(policy, profile, tmp_path / "sft-release")
+    meta = json.loads((folder / release.RELEASE_FILE).read_text())
+    assert (folder / release.WEIGHTS_FILE).exists() and meta["run"] == policy.run.id
+    assert meta["recipe"] == release.recipe(profile) and "python -m dpo_lab.sentiment.release" in meta["command"]
+    released = profile.replace(sft_release=str(folder))  # an absolute path: data/ is not consulted
+    loaded = sft.sft_policy(released, progress=False)
+    assert loaded.path == folder and loaded.run.kind == "sft" and loaded.run.finished
+    assert loaded.result == policy.result and loaded.run.id != policy.run.id  # its own run, keyed by the checksum
+    for a, b in zip(loaded.model.state_dict().values(), policy.model.state_dict().values()):
+        assert torch.equal(a, b)
+    text = "the plot was"
+    assert loaded.tokenizer(text)["input_ids"] == policy.tokenizer(text)["input_ids"]
+    evals = [m for m in loaded.run.metrics() if m["split"] == "eval"]  # the training curve travels with it
+    assert [m["step"] for m in evals] == [1, 2, 3, 4]
+    assert sft.sft_policy(released, progress=False).run.id == loaded.run.id  # loaded once, then reused
+
+
+def test_dpo_lab_sft_train_retrains_where_a_release_is_named(trained, tmp_path, monkeypatch):
+    policy, profile = trained
+    folder = release.export_release(policy, profile, tmp_path / "sft-release")
+    released = profile.replace(sft_release=str(folder))
+    monkeypatch.setenv(release.ENV_VAR, "train")
+    assert sft.sft_policy(released, progress=False).run.id == policy.run.id  # the trained run, not the release
+    monkeypatch.setenv(release.ENV_VAR, "sometimes")
+    with pytest.raises(ValueError, match="DPO_LAB_SFT"):
+        sft.sft_policy(released, progress=False)
+
+
+def test_a_release_of_other_settings_or_damaged_weights_is_refused(trained, tmp_path):
+    policy, profile = trained
+    folder = release.export_release(policy, profile, tmp_path / "sft-release")
+    with pytest.raises(ValueError, match=r"release.json: made with other settings .*sft_steps"):
+        release.load_release(folder, profile.replace(sft_steps=5))
+    weights = folder / release.WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\x00")
+    with pytest.raises(ValueError, match="do not match the checksum"):
+        release.load_release(folder, profile)
+    with pytest.raises(ValueError, match="no pi_SFT release here"):
+        release.load_release(tmp_path / "nothing", profile)
+
+
+def test_every_release_a_profile_names_is_shipped():
+    """A profile may name a released pi_SFT only where data/ holds one (the cpu profile will, once it
+    ships one made with its recipe)."""
+    for name, p in config.PROFILES.items():
+        folder = release.release_dir(p)
+        assert folder is None or (folder / release.RELEASE_FILE).is_file(), name
