@@ -94,7 +94,7 @@ def reward_model(ctx, progress: bool = True):
             lr=p.rm_lr,
             seed=p.seed,
             run_tag=tag,
-            progress=progress,
+            progress="reward model (Eq. 2)" if progress else False,
         )
     return ctx.cache["reward_model"]
 

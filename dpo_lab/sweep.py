@@ -298,7 +298,7 @@ def evaluate_sft(ctx: Context) -> Run:
     return run
 
 
-def train_run(spec: RunSpec, ctx: Context, progress: bool = True) -> Run:
+def train_run(spec: RunSpec, ctx: Context, progress: bool | str = True) -> Run:
     """Train (or load, when finished) the run of ``spec`` and return it; PPO and Best-of-N through
     ``dpo_lab.rlhf``.
 
@@ -306,6 +306,9 @@ def train_run(spec: RunSpec, ctx: Context, progress: bool = True) -> Run:
     """
     from .lm import train_preferences
 
+    if progress:  # the bar named like the figure legend, not by the run's hash
+        changed = ", ".join(f"{k}={v}" for k, v in sorted(ctx.variant.items()))
+        progress = f"{spec.label} ({changed})" if changed else spec.label
     if spec.method in PPO_METHODS + BEST_OF_N_METHODS:
         from . import rlhf
 

@@ -319,3 +319,9 @@ def test_shipped_reference_runs_are_the_current_cpu_sweep(folder):
     readme = (results.reference_dir().parent / "README.md").read_text()
     assert "`cpu`" in readme and "python -m dpo_lab.sweep --export data/runs" in readme
     assert "not gpt2-large results" in readme
+
+
+def test_progress_bars_are_named_like_the_figure_legend(tiny_context, capsys):
+    run = sweep.train_run(sweep.RunSpec("dpo", 0.1, 0), tiny_context, progress=True)
+    err = capsys.readouterr().err
+    assert "DPO beta=0.1 seed 0" in err and run.id not in err

@@ -149,7 +149,7 @@ def train_ppo(
     tokenizer=None,
     run_tag: dict | None = None,
     run_root=None,
-    progress: bool = True,
+    progress: bool | str = True,
 ) -> TrainResult:
     """PPO of ``policy`` against the frozen ``ref`` for ``iterations`` rollouts (module docstring).
 

@@ -164,7 +164,7 @@ def train_preferences(
     tokenizer=None,
     run_tag: dict | None = None,
     run_root=None,
-    progress: bool = True,
+    progress: bool | str = True,
 ) -> TrainResult:
     """Preference training of ``policy`` against the frozen ``ref`` with the loss named ``loss``.
 

@@ -197,7 +197,7 @@ def train_loop(
     eval_fn,
     tokenizer,
     checkpoint_every: int,
-    progress: bool,
+    progress: bool | str,
     extra_state=None,
 ) -> TrainResult:
     """The shared loop (module docstring). ``step_fn(model, indices)`` runs forward and backward
@@ -220,7 +220,9 @@ def train_loop(
     params = [p for p in policy.parameters() if p.requires_grad]
     last: dict = {}
     evaluated: dict = {}
-    bar = tqdm(total=s.steps, initial=step, desc=run.id, disable=not progress)
+    # progress: True names the bar by the run id; a string names it (the sweep passes "DPO beta=0.1 seed 0")
+    name = progress if isinstance(progress, str) else run.id
+    bar = tqdm(total=s.steps, initial=step, desc=name, disable=not progress)
     try:
         while step < s.steps:
             started = time.perf_counter()
