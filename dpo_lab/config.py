@@ -94,7 +94,7 @@ class Profile:
 
     # --- notebook 06: preference training sweep ---------------------------------------------
     pref_optimizer: str = "adamw"  # paper: "rmsprop"
-    pref_lr: float = 2e-4  # paper: 1e-6; at cpu scale 1e-4 moves the reward gently, 3e-4 into hacking (REFERENCE.md 8)
+    pref_lr: float = 2e-4  # paper: 1e-6; at cpu scale 1e-4 moves the reward gently, 3e-4 hacks (docs/background.md 6)
     pref_warmup_steps: int = 10  # paper: 150
     pref_lr_schedule: str = "constant"  # after warmup (paper: constant); "cosine" decays to 0 by the last step
     pref_batch_size: int = 16  # pairs per optimiser step (paper: 64); 2 x 16-pair runs fit 2 cores
@@ -124,7 +124,7 @@ class Profile:
     ppo_horizon: int = 64  # the controller's horizon in responses: one rollout, so beta moves up to 20% a rollout
     ppo_eval_every: int = 5  # rollouts between evaluations
     best_of_ns: tuple[int, ...] = ()  # Best-of-N reference curves, paper: (1, 4, 16, 64)
-    sweep_workers: int = 2  # training processes at once; 2 x 1 thread is fastest on 2 cores (REFERENCE.md 8)
+    sweep_workers: int = 2  # training processes at once; 2 x 1 thread is fastest on 2 cores (docs/background.md 6)
     sweep_threads: int = 1  # torch threads per training process; 0 = cores // sweep_workers
 
     @property

@@ -8,7 +8,7 @@ item                  what "ok" means
 ====================  ===========================================================================
 python, packages      importable, with their versions
 device                torch runs a matrix product on the device the notebooks will use
-GPT-2 tokenizer       the offline BPE maps "This movie was" to [1212, 3807, 373] (REFERENCE.md 6)
+GPT-2 tokenizer       the offline BPE maps "This movie was" to [1212, 3807, 373] (docs/background.md 4)
 IMDb reviews          the bundled 25,000 IMDb training reviews load, both labels present
 VADER                 the lexicon scorer rates a positive sentence above a negative one
 ====================  ===========================================================================

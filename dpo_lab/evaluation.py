@@ -23,7 +23,7 @@ key                      meaning (means are over all samples: prompts x samples 
 =======================  =============================================================================
 eval/reward              mean gold reward r(x, y) of samples y ~ pi(.|x)
 eval/reward_se           its standard error, std / sqrt(n)
-eval/kl_logratio         mean of sum_t [log pi(y_t|.) - log pi_ref(y_t|.)]  (REFERENCE.md 5a)
+eval/kl_logratio         mean of sum_t [log pi(y_t|.) - log pi_ref(y_t|.)]  (docs/background.md 3)
 eval/kl_logratio_se      its standard error
 eval/kl_exact            mean of sum_t KL(pi(.|y_<t) || pi_ref(.|y_<t)) over the whole vocabulary (5b)
 eval/kl_exact_se         its standard error

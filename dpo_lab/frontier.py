@@ -414,7 +414,7 @@ def hacking_onset(points: Sequence[dict], kl: str = "exact", drop: float = 0.1) 
     evaluation of its run. None when no run has such a point.
 
     Introduced in notebook 06. A lexicon-like gold reward is gamed by repeating its favourite words
-    (REFERENCE.md 8: distinct-1 fell 0.40 -> 0.29 and never came back), and repetition shows first in
+    (docs/background.md 6: distinct-1 fell 0.40 -> 0.29 and never came back), and repetition shows first in
     distinct-1. ``drop`` = 0.1 sits well below that 28% fall. A fall must persist because a policy
     trained at a large learning rate also dips into repetition for an evaluation or two and recovers
     (the second cpu sweep in ``data/runs-replicate`` does, by up to 24%, with no gain in reward); a

@@ -5,7 +5,7 @@ language-model trainer in ``dpo_lab.lm`` (where a response is a token sequence).
 takes the four summed log-probabilities of a batch of preference pairs and returns one loss per pair,
 shape ``(B,)``, with no reduction: the caller chooses mean, sum or weights.
 
-Notation (DPO paper Sec. 4; REFERENCE.md section 3), per pair ``(x, y_w, y_l)``:
+Notation (DPO paper Sec. 4; docs/background.md 1), per pair ``(x, y_w, y_l)``:
 
 ===========================  ========  ==========================================================
 name                         shape     meaning
@@ -464,7 +464,7 @@ def preference_metrics(
     logps/rejected         policy_rejected_logps
     =====================  ======================================================
 
-    Chosen log-probs falling while the margin rises is normal in DPO (REFERENCE.md 4.6).
+    Chosen log-probs falling while the margin rises is normal in DPO (docs/background.md 2.6).
     Inputs: four ``(B,)`` tensors and ``beta > 0``, as for :func:`dpo_loss`.
 
     Introduced in notebook 03.

@@ -185,7 +185,7 @@ def plot_training_curves(runs: Sequence, keys: Sequence[str] = TRAIN_CURVE_KEYS,
 
     Introduced in notebook 06. Chosen log-probs often fall while the margin rises: the loss only asks
     the chosen response to gain on the rejected one relative to pi_ref, and pushing the rejected
-    response down also lowers similar (chosen) responses (REFERENCE.md 4.6).
+    response down also lowers similar (chosen) responses (docs/background.md 2.6).
     """
     import matplotlib.pyplot as plt
 

@@ -32,7 +32,7 @@ setting, like the paper's 22-run sweep.
 
 Optimisation (per profile, ``pref_*`` knobs): the gpu profile keeps the paper's defaults (RMSprop,
 lr 1e-6 with 150 linear warmup steps, 64 pairs per step). The cpu and smoke profiles train a small
-model for few steps, so they scale the recipe: AdamW, lr 2e-4 (REFERENCE.md 8 measured 1e-4 .. 3e-4
+model for few steps, so they scale the recipe: AdamW, lr 2e-4 (docs/background.md 6 measured 1e-4 .. 3e-4
 at cpu scale; 1e-6 would not move a small model in 100 steps), 10 (smoke: 2) warmup steps, 16 (smoke:
 8) pairs per step. Every run trains on the same fixed subset of ``pref_steps * pref_batch_size``
 pairs (:func:`training_pairs`), one pass over it, so the reference log-probs each run caches cover

@@ -6,7 +6,7 @@ cell (``sweep.RunSpec``) plus profile knobs changed for it: a *variant* of the e
 pairs, order labels, another ODPO alpha). The changed knobs go into the run's tag as ``variant``, so
 ``results.load_points`` keeps a variant off the standard frontier unless asked for it.
 :func:`run_jobs` builds each variant's context once per process, trains the jobs on
-``profile.sweep_workers`` one-thread processes (2 x 1 thread is fastest on 2 cores, REFERENCE.md 8)
+``profile.sweep_workers`` one-thread processes (2 x 1 thread is fastest on 2 cores, docs/background.md 6)
 and reports the runs, their times and the ones that diverged. ``sweep.run_sweep`` is
 :func:`run_jobs` on the grid.
 """
@@ -115,7 +115,7 @@ def run_jobs(
     over that many processes; each variant's pi_SFT, pairs and pi_SFT evaluation are built first in
     this process so the workers only read them. Each training process uses ``profile.sweep_threads``
     torch threads (0 = ``cores // workers``): on 2 cores two one-thread processes beat one two-thread
-    process (REFERENCE.md 8), and a second thread is what suffers most when other jobs share the
+    process (docs/background.md 6), and a second thread is what suffers most when other jobs share the
     cores. A run that stops on a non-finite loss is reported, not fatal: it stays unfinished in the
     store with the evaluations it made. ``task`` is a name of ``task.TASKS`` or a ``Task`` (with
     several workers, or with variants, only a registered one: they rebuild it from its name).

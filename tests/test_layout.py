@@ -73,3 +73,16 @@ def test_a_broken_contract_fails_lint_imports(package_copy, module, line, contra
     finally:
         path.write_text(original)
     assert out.returncode != 0 and contract in out.stdout and "BROKEN" in out.stdout, out.stdout[-2000:]
+
+
+def test_cited_background_lives_in_the_repository():
+    """Docstrings and notebooks cite docs/background.md by section, never a file outside the repository."""
+    root = Path(__file__).resolve().parent.parent
+    sections = set(re.findall(r"^## (\d+)\.", (root / "docs" / "background.md").read_text(), re.M))
+    tracked = subprocess.check_output(["git", "ls-files", "dpo_lab", "notebooks", "README.md", "data/README.md"],
+                                      cwd=root, text=True).split()  # fmt: skip
+    for name in tracked:
+        text = (root / name).read_text(encoding="utf-8", errors="ignore")
+        assert "REFERENCE.md" not in text, name
+        for cited in re.findall(r"docs/background\.md (\d+)", text):
+            assert cited in sections, (name, cited)

@@ -5,7 +5,7 @@ Introduced in notebook 06. The KL-constrained objective (DPO paper Eq. 3) penali
     KL(pi || pi_ref)(x) = E_{y ~ pi(.|x)} [ log pi(y|x) - log pi_ref(y|x) ],
 
 a sum over every possible response, so it is estimated from S samples y^(s) ~ pi(.|x) per prompt
-(plain ancestral sampling: REFERENCE.md 4.7). Two unbiased estimators (REFERENCE.md 5), per sample:
+(plain ancestral sampling: docs/background.md 2.7). Two unbiased estimators (docs/background.md 3), per sample:
 
 * ``logratio``: sum over response tokens of ``log pi(y_t | x, y_<t) - log pi_ref(y_t | x, y_<t)``.
   Its mean is the KL; a single sample can be negative.

@@ -6,7 +6,7 @@ Introduced in notebook 05. For a prompt x and a response y = (y_1, ..., y_R) (EO
 
 computed from one forward pass over the concatenated ids ``x + y``.
 
-Correctness rules (each one is a known bug in public trainers, REFERENCE.md 4):
+Correctness rules (each one is a known bug in public trainers, docs/background.md 2):
 
 1. Prompt and response are tokenized separately and their ids concatenated (no BPE merge across the
    boundary). This module takes ids, so it cannot get that wrong; the caller tokenizes.

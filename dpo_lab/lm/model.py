@@ -3,7 +3,7 @@
 Introduced in notebook 05. The engine works with any Hugging Face causal LM whose ``base_model``
 returns hidden states and whose output embedding is the LM head (GPT-2 in every profile).
 
-Device and precision policy (REFERENCE.md 4.4 and 7), applied everywhere in ``dpo_lab.lm``:
+Device and precision policy (docs/background.md 2.4 and 7), applied everywhere in ``dpo_lab.lm``:
 
 ==========  ===============  =================================================================
 device      weights          matmuls
@@ -155,7 +155,7 @@ def torch_threads(n: int):
     """Run the block with ``n`` intra-op threads, then restore the previous number.
 
     On the 2-core machines of this project, two processes at one thread each beat one process at two
-    (REFERENCE.md 8), and tiny models only lose from a second thread.
+    (docs/background.md 6), and tiny models only lose from a second thread.
 
     Introduced in notebook 06.
     """

@@ -4,7 +4,7 @@ Introduced in notebook 05. Preference data (DPO paper Sec. 6.1: completions samp
 every evaluation of the reward-KL frontier come from here. The loop is written out instead of calling
 ``generate`` so that nothing is added silently: ``generate`` applies model defaults such as
 ``top_k=50``, and samples that do not come from pi make KL estimates wrong, even negative
-(REFERENCE.md 4.7). By default (``temperature=1, top_k=0, top_p=1``) this is plain ancestral sampling.
+(docs/background.md 2.7). By default (``temperature=1, top_k=0, top_p=1``) this is plain ancestral sampling.
 
 How a batch is run (B = rows in the batch, P = longest prompt, V = vocabulary):
 
@@ -239,7 +239,7 @@ def sample(
                     (``dpo_lab.lm.kl.estimate_kl``); only for the model's own distribution
     ==============  ==============================================================================
 
-    Returns :class:`Samples`. For KL estimates keep the defaults (REFERENCE.md 4.7). Raises
+    Returns :class:`Samples`. For KL estimates keep the defaults (docs/background.md 2.7). Raises
     ``ValueError`` naming the argument for empty prompts, out-of-vocabulary ids, a prompt whose
     length plus ``max_new_tokens`` exceeds the model's context, and bad sampling arguments.
 

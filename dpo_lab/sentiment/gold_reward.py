@@ -21,7 +21,7 @@ Why the offline default is this classifier (measured by ``benchmarks/bench_gold_
 (Spearman 0.85, sign agreement 0.85) where VADER reaches 0.66 / 0.75; and its features are
 *presence* of words and word pairs, so repeating "great" adds nothing. A lexicon (VADER) or a
 count/tf-idf model gets more positive with every repetition, and a policy trained against it learns
-to write "great great great" (REFERENCE.md 8). VADER stays available as the second, independent
+to write "great great great" (docs/background.md 6). VADER stays available as the second, independent
 scorer (:func:`load_second_scorer`): it never builds pairs, so a policy that games the gold reward
 does not automatically please it.
 

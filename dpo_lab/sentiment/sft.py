@@ -17,7 +17,7 @@ windows s of review text (``dpo_lab.lm.train_sft``). Measured for the cpu profil
 5.3M parameters, 600 steps of 16 windows of 128 tokens = 1.2M tokens, about 40% of an epoch over the
 sft part): held-out perplexity 288 in its own 8k tokens; samples have review vocabulary and local
 phrases, not coherent sentences. A small vocabulary makes the LM head, the largest matmul of a small
-model, 6x cheaper than GPT-2's 50,257 tokens (REFERENCE.md 7-8). Every review becomes
+model, 6x cheaper than GPT-2's 50,257 tokens (docs/background.md 5-6). Every review becomes
 ``[EOS] + tokens + [EOS]``: the leading EOS says "a review starts here" (prompts get it too, see
 :func:`prompt_ids`) and the trailing one teaches the model to stop. Reviews are cut into windows of
 ``n_positions`` tokens:
