@@ -35,6 +35,15 @@ def _origin(points: Sequence[dict]) -> str:
     return f"profile {profile_of(points)}" if task == DEFAULT_TASK else f"task {task}, profile {profile_of(points)}"
 
 
+def _symlog_kl(ax) -> None:
+    """A symmetric log KL axis (linear within +-0.1 nats) whose tick labels are short numbers: the
+    default formatter printed some as 0.100000-style labels with six significant digits."""
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_xscale("symlog", linthresh=0.1)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.3g}"))
+
+
 def plot_frontier(points: Sequence[dict], kl: str = "exact", log_kl: bool = False, ax=None, optimum=None):
     """Reward against KL for every evaluation point, coloured by method, Pareto front marked.
 
@@ -108,7 +117,7 @@ def plot_frontier(points: Sequence[dict], kl: str = "exact", log_kl: bool = Fals
             label=f"Pareto front ({int(on.sum())} points)",
         )
     if log_kl:
-        ax.set_xscale("symlog", linthresh=0.1)
+        _symlog_kl(ax)
     what = "enumerated, exact" if kl == "enumerated" else f"{kl} estimator"
     ax.set_xlabel(f"KL(pi || pi_SFT), {what} (nats){', symlog axis' if log_kl else ''}")
     exact = bool(points) and all("sampled_reward" in p for p in points)  # results.enumerated
@@ -152,7 +161,7 @@ def plot_hacking(points: Sequence[dict], kl: str = "exact", log_kl: bool = False
         if ref:
             ax.axhline(float(np.mean(column(ref, key))), color="0.3", ls="--", lw=1, label="pi_SFT")
         if log_kl:
-            ax.set_xscale("symlog", linthresh=0.1)
+            _symlog_kl(ax)
         ax.set_xlabel(f"KL(pi || pi_SFT), {kl} estimator (nats)")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
@@ -263,7 +272,8 @@ def frontier_view(points: Sequence[dict]):
     KL estimator, log or linear KL axis. The view only selects and calls this module's functions.
 
     Introduced in notebook 07. Runs headless: ``interactive`` calls the view once on creation, and
-    ``view.result`` holds what the current selection gives (a dict with ``share``, ``table`` and
+    ``view.result`` holds what the current selection gives; ``view.fallback_png`` is the figure of every
+    point, for renderers without widgets (:func:`view_bundle`) (a dict with ``share``, ``table`` and
     ``verdict``, or None when nothing is selected), so a notebook can assert on it.
     """
     import ipywidgets as w
@@ -293,7 +303,7 @@ def frontier_view(points: Sequence[dict]):
         print("\n".join(said))
         return {"share": share, "table": table, "verdict": said}
 
-    return w.interactive(
+    view = w.interactive(
         show,
         methods=w.SelectMultiple(
             options=[(METHODS[m].label, m) for m in present], value=present, description="methods"
@@ -307,3 +317,27 @@ def frontier_view(points: Sequence[dict]):
         kl=w.ToggleButtons(options=list(KL_ESTIMATORS), description="KL"),
         axis=w.ToggleButtons(options=["linear", "log"], description="KL axis"),
     )
+    still = plot_frontier(points, "exact")
+    view.fallback_png = _png(still)  # what a static rendering shows instead (view_bundle)
+    plt.close(still)
+    return view
+
+
+def _png(fig) -> str:
+    """The figure as a base64 PNG, as notebooks store images."""
+    import base64
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def view_bundle(view) -> dict:
+    """The frontier view as a display bundle: the live widget, and its initial figure as a PNG that
+    renderers without widgets (GitHub, an HTML export) show instead of an empty cell. Display it with
+    ``IPython.display.display(plots.view_bundle(view), raw=True)``.
+
+    Introduced in notebook 07.
+    """
+    return {**view._repr_mimebundle_(), "image/png": view.fallback_png}

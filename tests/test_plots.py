@@ -133,3 +133,21 @@ def test_plot_ppo_training_draws_one_point_per_rollout_and_the_target(tmp_path):
     plt.close(fig)
     with pytest.raises(ValueError, match="PPO run"):
         plots.plot_ppo_training([make_run(tmp_path, "dpo", 0.1, 0, [(10, 0.5, 1.0)])])
+
+
+def test_a_log_kl_axis_labels_its_ticks_with_short_numbers():
+    fig = plots.plot_frontier(sweep(), log_kl=True)
+    fig.canvas.draw()
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels() if t.get_text()]
+    assert labels and all(len(label.replace("\u2212", "-")) <= 6 for label in labels), labels
+    plt.close(fig)
+
+
+def test_the_frontier_view_carries_a_still_figure_for_renderers_without_widgets():
+    import base64
+
+    view = plots.frontier_view(sweep())
+    bundle = plots.view_bundle(view)
+    assert "application/vnd.jupyter.widget-view+json" in bundle  # live: the widget
+    assert base64.b64decode(bundle["image/png"])[:8] == b"\x89PNG\r\n\x1a\n"  # static: a PNG of the frontier
+    plt.close("all")
