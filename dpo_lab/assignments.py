@@ -74,10 +74,11 @@ def build(out_dir: Path | None = None) -> list[Path]:
 
     from .reproduce import notebooks
 
+    sources = notebooks(required=True)  # FileNotFoundError outside a checkout: nothing to release
     out_dir = Path(out_dir) if out_dir else _config.project_root() / "build" / "student"
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for path in notebooks():
+    for path in sources:
         target = out_dir / path.name
         nbformat.write(student_notebook(path), target)
         written.append(target)
@@ -88,7 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="write the student release of every notebook")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default build/student)")
     args = parser.parse_args(argv)
-    for path in build(args.out):
+    try:
+        written = build(args.out)
+    except FileNotFoundError as err:
+        print(f"dpo_lab assignments: {err}", file=sys.stderr)
+        return 2
+    for path in written:
         print(f"wrote {path}")
     return 0
 

@@ -19,11 +19,22 @@ from pathlib import Path
 from . import config as _config
 from .report import write_report
 
+#: The repository the notebooks and reference runs live in (an installed wheel holds the library only).
+REPOSITORY = "the dpo_lab repository"
 
-def notebooks(root: Path | None = None) -> list[Path]:
-    """The numbered notebooks, in reading order."""
+
+def notebooks(root: Path | None = None, required: bool = False) -> list[Path]:
+    """The numbered notebooks, in reading order. With ``required``, FileNotFoundError saying where they
+    were looked for and how to get them when there are none (dpo_lab installed from a wheel, run
+    outside a checkout)."""
     folder = (root or _config.project_root()) / "notebooks"
-    return sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    found = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    if required and not found:
+        raise FileNotFoundError(
+            f"no notebooks in {folder}: the installed dpo_lab package holds the library only. Clone "
+            f"{REPOSITORY} and run this from the checkout (make reproduce, make student)."
+        )
+    return found
 
 
 def execute(path: Path, out_dir: Path, timeout: int) -> float:
@@ -49,11 +60,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=3600, help="seconds allowed per cell")
     args = parser.parse_args(argv)
 
+    try:
+        found = notebooks(required=True)
+    except FileNotFoundError as err:
+        print(f"dpo_lab reproduce: {err}", file=sys.stderr)
+        return 2
+    paths = [p for p in found if not args.only or p.name[:2] in args.only]
+    if not paths:
+        print(f"dpo_lab reproduce: --only {' '.join(args.only)} names none of {len(found)} notebooks", file=sys.stderr)
+        return 2
     profile = _config.get_profile()
     os.environ[_config.ENV_VAR] = profile.name  # the kernels inherit it
     out_dir = _config.results_dir(profile) / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [p for p in notebooks() if not args.only or p.name[:2] in args.only]
     print(f"dpo_lab reproduce: profile {profile.name}, {len(paths)} notebooks -> {out_dir.parent}")
     timings: dict[str, float] = {}
     for i, path in enumerate(paths, start=1):

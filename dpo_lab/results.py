@@ -70,7 +70,8 @@ def stored_runs(
     if ref:
         return ref, f"reference runs: {len(ref)} frontier runs in {ref_root} (none of your own in {own_root})"
     raise FileNotFoundError(
-        f"no frontier runs in {own_root} nor in {ref_root}: run notebook 06 (or python -m dpo_lab.sweep) first"
+        f"no frontier runs in {own_root} nor in {ref_root}: run notebook 06 (or python -m dpo_lab.sweep) first; "
+        "the reference runs ship with the repository (data/runs), not with the installed package"
     )
 
 

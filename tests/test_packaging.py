@@ -1,6 +1,9 @@
 """pyproject.toml, environment.yml, Makefile, .ci/run and README.md agree with each other."""
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import tomllib
@@ -77,3 +80,29 @@ def test_outputs_are_git_ignored():
     ignored = (ROOT / ".gitignore").read_text().split()
     for folder in (".venv/", "results/", "build/"):
         assert folder in ignored
+
+
+def test_an_installed_wheel_says_what_it_lacks_outside_a_checkout(tmp_path):
+    """The wheel holds the library, not the notebooks or the reference runs: every command that needs
+    them fails with a message that says so and how to get them, from an empty folder."""
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(root), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path / "wheel")], check=True, cwd=tmp_path)  # fmt: skip
+    [wheel] = (tmp_path / "wheel").glob("dpo_lab-*.whl")
+    site, empty = tmp_path / "site", tmp_path / "empty"
+    empty.mkdir()
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
+                   check=True)  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(site), "DPO_LAB_RESULTS": str(tmp_path / "results")}
+
+    def run(*args):
+        return subprocess.run([sys.executable, *args], cwd=empty, env=env, capture_output=True, text=True)
+
+    where = run("-c", "import dpo_lab; print(dpo_lab.__file__)")
+    assert where.stdout.strip().startswith(str(site))  # the installed copy, not the checkout
+    for command in (["-m", "dpo_lab.reproduce"], ["-m", "dpo_lab.assignments", "--out", str(tmp_path / "out")]):
+        done = run(*command)
+        assert done.returncode == 2 and "no notebooks in" in done.stderr and "Clone" in done.stderr, done
+    assert not (tmp_path / "out").exists() and not list((tmp_path / "results").glob("*/REPORT.md"))
+    done = run("-c", "from dpo_lab import results; results.stored_runs()")
+    assert done.returncode == 1 and "ship with the repository (data/runs)" in done.stderr
