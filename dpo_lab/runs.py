@@ -6,9 +6,10 @@ dict). Its folder ``<results>/runs/<kind>-<hash12>/`` holds
 ================  =====================================================================
 config.json       the configuration, exactly as hashed
 metrics.jsonl     one JSON record per line, appended and flushed as training goes
-checkpoint.pt     the latest resumable state (``torch.save``), replaced atomically
+checkpoint.pt     the latest resumable state (``torch.save``, read back ``weights_only``), replaced atomically
 artifacts/        anything else the run keeps (a saved model, a JSONL of samples ...)
 result.json       written last, atomically: its presence means "finished"
+.lock             held (``flock``) by the process computing the run, from ``claim()`` to ``finish()``
 ================  =====================================================================
 
 Asking for a finished run returns its stored result without recomputing; an interrupted run resumes
@@ -19,7 +20,7 @@ whatever dict the caller hands it.
 Typical use::
 
     run = open_run("sft", config)
-    if not run.finished:
+    if run.claim():                       # False when finished (by us, or by a process we waited for)
         state = run.resume()              # None on a fresh run
         ...train, run.log({...}), run.save_checkpoint({...}, step)...
         run.finish({"perplexity": ppl})
@@ -31,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -123,6 +125,20 @@ class Run:
                 raise ValueError(f"{path}, line {i}: malformed metrics record ({err})") from err
         return records
 
+    # --- computing it once ----------------------------------------------------------------
+    def claim(self) -> bool:
+        """Hold this run for this process until it finishes; False when, after waiting for another
+        process that held it, the run turned out finished (load it, do not compute it again). The
+        trainers claim a run before they start or resume it, so a run started twice at once (two
+        notebooks, two shells) is trained once. Reentrant within a process."""
+        if self.finished:
+            return False
+        _claim(self.path)
+        if self.finished:  # computed by the process we waited for
+            _release(self.path)
+            return False
+        return True
+
     # --- checkpoints ---------------------------------------------------------------------
     def save_checkpoint(self, state: dict, step: int) -> None:
         """Atomically replace checkpoint.pt with ``state`` (any torch.save-able dict) taken after ``step``."""
@@ -168,6 +184,7 @@ class Run:
         write_json(self.path / "result.json", result)
         if not keep_checkpoint:
             (self.path / "checkpoint.pt").unlink(missing_ok=True)
+        _release(self.path)
         return result
 
     def result(self) -> dict:
@@ -183,6 +200,35 @@ def runs_root(root: str | Path | None = None) -> Path:
     path = Path(root) if root is not None else _config.results_dir() / "runs"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+#: Run folders this process holds the lock of (path -> open lock file), until the run finishes.
+_HELD: dict[Path, object] = {}
+
+
+def _claim(path: Path) -> None:
+    """Hold the lock of the unfinished run in ``path`` until it finishes (or this process ends), waiting
+    while another process holds it: two notebooks or shells that start the same run do not both train
+    it, the second finds it finished. Reentrant within a process. POSIX ``flock``; elsewhere no lock."""
+    if path in _HELD:
+        return
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no locking
+        return
+    handle = open(path / ".lock", "a")  # noqa: SIM115 - held open as long as the lock is
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"run {path.name} is being computed by another process: waiting for it", file=sys.stderr, flush=True)
+        fcntl.flock(handle, fcntl.LOCK_EX)
+    _HELD[path] = handle
+
+
+def _release(path: Path) -> None:
+    handle = _HELD.pop(path, None)
+    if handle is not None:
+        handle.close()  # closing the file releases its flock
 
 
 def open_run(kind: str, cfg: dict, root: str | Path | None = None) -> Run:

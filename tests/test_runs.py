@@ -228,3 +228,44 @@ def test_a_crafted_checkpoint_is_refused_and_stale_temporaries_are_removed(tmp_p
     run.save_checkpoint({"w": torch.ones(2), "lr": 0.1, "name": "x"}, step=2)
     step, state = run.resume()
     assert step == 2 and torch.equal(state["w"], torch.ones(2)) and not stale.exists()
+
+
+LOCK_WORKER = textwrap.dedent(
+    """
+    import sys, time
+    from dpo_lab import runs
+
+    root, name = sys.argv[1], sys.argv[2]
+    run = runs.open_run("toy", {"same": "configuration"}, root=root)
+    if not run.claim():  # what every trainer does before it starts or resumes a run
+        print(name, "found it finished"); sys.exit(0)
+    for step in range(1, 4):
+        run.log({"step": step, "by": name})
+        time.sleep(0.4)
+    run.finish({"by": name})
+    print(name, "trained it")
+    """
+)
+
+
+def test_a_run_started_twice_at_once_is_computed_once(tmp_path):
+    script = tmp_path / "lock_worker.py"
+    script.write_text(LOCK_WORKER)
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+
+    def start(name):
+        return subprocess.Popen([sys.executable, str(script), str(tmp_path / "runs"), name], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+    first = start("first")
+    time.sleep(1.0)  # first holds the run (and has logged a step) before second starts
+    second = start("second")
+    out_first, _ = first.communicate(timeout=60)
+    out_second, err_second = second.communicate(timeout=60)
+    assert out_first.strip() == "first trained it" and out_second.strip() == "second found it finished"
+    assert "being computed by another process: waiting" in err_second
+    [run] = runs.list_runs("toy", tmp_path / "runs")
+    assert {r["by"] for r in run.metrics()} == {"first"} and len(run.metrics()) == 3
+    again = runs.open_run("toy", {"same": "configuration"}, tmp_path / "runs")
+    assert not again.claim() and again.result() == {"by": "first"}  # finished: nothing to wait for or hold
+    assert again.path not in runs._HELD

@@ -208,7 +208,7 @@ def train_ppo(
         **run_identity(model, s, fingerprint(prompts), run_tag, per_rollout),
     }
     run = _runs.open_run("ppo", cfg, root=run_root)
-    if run.finished:
+    if not run.claim():  # finished, maybe by another process this one waited for (runs.Run.claim)
         from .model import load_model
 
         return TrainResult(load_model(run.artifact("model"), device=str(model_device(policy))), run, run.result())

@@ -214,7 +214,7 @@ def train_preferences(
         **run_identity(policy, s, fingerprint(data), run_tag, checkpoint_every),
     }
     run = _runs.open_run("pref", cfg, root=run_root)
-    if run.finished:
+    if not run.claim():  # finished, maybe by another process this one waited for (runs.Run.claim)
         return finished_result(run, policy)
     # Keyed without the ODPO offsets: the reference log-probs do not depend on them.
     identity = {"ref": cfg["ref"], "data": fingerprint([prompts, chosen, rejected])}

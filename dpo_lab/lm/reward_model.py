@@ -283,7 +283,7 @@ def train_reward_model(
     cfg = {"trainer": "reward_model", **run_identity(model, s, fingerprints, run_tag, per_epoch)}
     run = _runs.open_run("reward_model", cfg, root=run_root)
     best_dir, best_file = run.artifact("best"), run.path / "best.json"
-    if run.finished:
+    if not run.claim():  # finished, maybe by another process this one waited for (runs.Run.claim)
         return RewardModelResult(RewardModel.load(best_dir, device), run, _with_best(run, best_file))
     train_loop(run, model, s, len(prompts), step_fn, eval_fn, None, per_epoch, progress)
     return RewardModelResult(RewardModel.load(best_dir, device), run, _with_best(run, best_file))

@@ -357,6 +357,6 @@ def train_sft(
 
     cfg = {"trainer": "sft", **run_identity(model, s, fingerprint(seqs), run_tag, checkpoint_every)}
     run = _runs.open_run("sft", cfg, root=run_root)
-    if run.finished:
+    if not run.claim():  # finished, maybe by another process this one waited for (runs.Run.claim)
         return finished_result(run, model)
     return train_loop(run, model, s, len(seqs), sft_step, eval_fn, tokenizer, checkpoint_every, progress)
