@@ -366,7 +366,7 @@ def test_pairwise_bad_tensors(fn):
 
 
 @pytest.mark.parametrize("fn", PAIRWISE + [odpo_loss, preference_metrics])
-@pytest.mark.parametrize("beta", [0.0, -0.1, float("nan"), float("inf")])
+@pytest.mark.parametrize("beta", [0.0, -0.1, float("nan"), float("inf"), "0.1", True])
 def test_bad_beta(fn, beta):
     extra = {"offset": 0.0} if fn is odpo_loss else {}
     with pytest.raises(ValueError, match="beta"):
