@@ -36,11 +36,13 @@ def _origin(points: Sequence[dict]) -> str:
 
 
 def _symlog_kl(ax) -> None:
-    """A symmetric log KL axis (linear within +-0.1 nats) whose tick labels are short numbers: the
-    default formatter printed some as 0.100000-style labels with six significant digits."""
-    from matplotlib.ticker import FuncFormatter
+    """A symmetric log KL axis (linear within +-0.1 nats) with ticks at 1, 2, 5 x 10^k labelled by short
+    numbers: the default formatter printed some labels with six significant digits."""
+    from matplotlib.ticker import FuncFormatter, SymmetricalLogLocator
 
     ax.set_xscale("symlog", linthresh=0.1)
+    # ticks at 1, 2, 5 x 10^k: a decade alone left a single labelled tick over KL 1-30
+    ax.xaxis.set_major_locator(SymmetricalLogLocator(base=10, linthresh=0.1, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.3g}"))
 
 
