@@ -126,6 +126,7 @@ class Profile:
     best_of_ns: tuple[int, ...] = ()  # Best-of-N reference curves, paper: (1, 4, 16, 64)
     sweep_workers: int = 2  # training processes at once; 2 x 1 thread is fastest on 2 cores (docs/background.md 6)
     sweep_threads: int = 1  # torch threads per training process; 0 = cores // sweep_workers
+    cell_timeout: int = 7_200  # make reproduce: seconds a notebook cell may take (the sweep cell longest); 0 = none
 
     @property
     def model_sizes(self) -> dict:
@@ -170,6 +171,7 @@ PROFILES: dict[str, Profile] = {
         unlikelihood_alphas=(0.1, 1.0),
         seeds=(0,),
         sweep_workers=1,  # a worker process costs seconds to start; smoke runs take about one each
+        cell_timeout=600,
         exact_ref_steps=60,
         exact_pairs=2_000,
         exact_pref_steps=12,
@@ -234,6 +236,7 @@ PROFILES: dict[str, Profile] = {
         best_of_ns=(1, 4, 16, 64),
         sweep_workers=1,  # one GPU: one run at a time
         sweep_threads=0,
+        cell_timeout=0,  # the sweep cell runs for hours (README, "On a GPU")
     ),
 }
 

@@ -37,8 +37,9 @@ def notebooks(root: Path | None = None, required: bool = False) -> list[Path]:
     return found
 
 
-def execute(path: Path, out_dir: Path, timeout: int) -> float:
-    """Execute one notebook (working directory = notebooks/) and write the executed copy; seconds taken."""
+def execute(path: Path, out_dir: Path, timeout: int | None) -> float:
+    """Execute one notebook (working directory = notebooks/) and write the executed copy; seconds taken.
+    ``timeout``: seconds allowed per cell, None for no limit."""
     import nbformat
     from nbclient import NotebookClient
 
@@ -57,7 +58,9 @@ def execute(path: Path, out_dir: Path, timeout: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", default=None, help="notebook number prefixes, e.g. 01 03")
-    parser.add_argument("--timeout", type=int, default=3600, help="seconds allowed per cell")
+    parser.add_argument(
+        "--timeout", type=int, default=None, help="seconds allowed per cell (default: the profile's cell_timeout)"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -70,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dpo_lab reproduce: --only {' '.join(args.only)} names none of {len(found)} notebooks", file=sys.stderr)
         return 2
     profile = _config.get_profile()
+    timeout = profile.cell_timeout if args.timeout is None else args.timeout
     os.environ[_config.ENV_VAR] = profile.name  # the kernels inherit it
     out_dir = _config.results_dir(profile) / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -78,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, path in enumerate(paths, start=1):
         print(f"[{i}/{len(paths)}] {path.name} ...", end=" ", flush=True)
         try:
-            timings[path.name] = execute(path, out_dir, args.timeout)
+            timings[path.name] = execute(path, out_dir, timeout or None)  # 0: no limit
         except Exception as err:  # noqa: BLE001 - report which notebook failed, keep what ran
             print(f"FAILED\n{err}\nexecuted copy with the error: {out_dir / path.name}")
             write_report(profile, timings)

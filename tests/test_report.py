@@ -65,3 +65,16 @@ def test_execute_keeps_the_failing_copy(tmp_path, smoke):
     with pytest.raises(Exception, match="boom"):
         reproduce.execute(tmp_path / "01_f.ipynb", tmp_path, timeout=60)
     assert "boom" in json.dumps(nbformat.read(tmp_path / "01_f.ipynb", as_version=4).cells[0].outputs)
+
+
+@pytest.mark.parametrize("name,expected", [("gpu", None), ("cpu", 7_200), ("smoke", 600)])
+def test_reproduce_gives_each_cell_the_profiles_time(name, expected, monkeypatch, tmp_path):
+    """The gpu sweep runs for hours in one cell: its profile sets no limit (0), the others a generous one."""
+    from dpo_lab import reproduce
+
+    seen = []
+    monkeypatch.setenv("DPO_LAB_PROFILE", name)
+    monkeypatch.setattr(reproduce, "execute", lambda path, out_dir, timeout: seen.append(timeout) or 0.0)
+    assert reproduce.main(["--only", "00"]) == 0 and seen == [expected]
+    assert reproduce.main(["--only", "00", "--timeout", "5"]) == 0 and seen[-1] == 5
+    assert reproduce.main(["--only", "99"]) == 2  # names no notebook: said, not an empty report
