@@ -123,6 +123,7 @@ class Profile:
     ppo_kl_coef: float = 0.2  # the adaptive controller's starting beta (TRL's default)
     ppo_horizon: int = 64  # the controller's horizon in responses: one rollout, so beta moves up to 20% a rollout
     ppo_eval_every: int = 5  # rollouts between evaluations
+    ppo_checkpoint_every: int = 1  # rollouts between checkpoints
     best_of_ns: tuple[int, ...] = ()  # Best-of-N reference curves, paper: (1, 4, 16, 64)
     sweep_workers: int = 2  # training processes at once; 2 x 1 thread is fastest on 2 cores (docs/background.md 6)
     sweep_threads: int = 1  # torch threads per training process; 0 = cores // sweep_workers
@@ -233,6 +234,8 @@ PROFILES: dict[str, Profile] = {
         ppo_lr=1.41e-5,  # TRL's default for GPT-2
         ppo_horizon=10_000,  # TRL's default: 10 horizons in the 102,400 responses of a run
         ppo_eval_every=10,
+        ppo_checkpoint_every=10,  # a gpt2-large checkpoint (weights, value head, AdamW state) is about 9 GB
+        pref_checkpoint_every=500,  # 4 checkpoint writes of about 9 GB per 2,000-step run instead of 40
         best_of_ns=(1, 4, 16, 64),
         sweep_workers=1,  # one GPU: one run at a time
         sweep_threads=0,

@@ -175,6 +175,7 @@ def train_ppo_run(spec, ctx, tag: dict, progress: bool = True):
         seed=spec.seed,
         eval_fn=ctx.evaluator,
         eval_every=p.ppo_eval_every,
+        checkpoint_every=p.ppo_checkpoint_every,
         tokenizer=ctx.sft.tokenizer,
         run_tag=tag,
         progress=progress,

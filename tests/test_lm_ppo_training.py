@@ -99,6 +99,7 @@ def test_a_killed_run_resumes_to_the_same_policy(space, reference, setting, tmp_
         ("gold", {"target_kl": -6.0}, "target"),
         ("gold", {"iterations": 0}, "iterations"),
         ("gold", {"eval_every": -1}, "eval_every"),
+        ("gold", {"checkpoint_every": 0}, "checkpoint_every"),
         ("gold", {"reward_name": ""}, "reward_name"),
     ],
 )

@@ -146,6 +146,7 @@ def train_ppo(
     seed: int = 0,
     eval_fn=None,
     eval_every: int = 0,
+    checkpoint_every: int = 1,
     tokenizer=None,
     run_tag: dict | None = None,
     run_root=None,
@@ -158,7 +159,7 @@ def train_ppo(
     which reward it is (a reward model's run id, "gold ..."): it is part of the run's identity, since
     the same settings with another reward are another run. ``kl_coef`` is beta of
     Eq. 3 (fixed), or the start of the adaptive controller when ``target_kl`` is set; ``eval_every``
-    counts rollouts and ``eval_fn(policy, step)`` sees the causal LM. ``batch_size`` must be a
+    and ``checkpoint_every`` count rollouts and ``eval_fn(policy, step)`` sees the causal LM. ``batch_size`` must be a
     multiple of ``minibatch_size``. Returns the trained policy (a causal LM), its run (kind ``"ppo"``)
     and the run's result; a finished run is loaded, an interrupted one resumed.
     """
@@ -179,6 +180,8 @@ def train_ppo(
         raise ValueError(f"minibatch_size: {minibatch_size} does not divide batch_size {batch_size}")
     if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 0:
         raise ValueError(f"eval_every: expected an integer >= 0 (rollouts), got {eval_every!r}")
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every: expected an integer >= 1 (rollouts), got {checkpoint_every!r}")
     controller = ppo.KLController(kl_coef, target_kl, horizon)
     per_rollout = ppo_epochs * (batch_size // minibatch_size)
     s = Settings(
@@ -205,7 +208,7 @@ def train_ppo(
         "reward": reward_name,
         "ppo": knobs,
         "ref": fingerprint(ref),
-        **run_identity(model, s, fingerprint(prompts), run_tag, per_rollout),
+        **run_identity(model, s, fingerprint(prompts), run_tag, checkpoint_every * per_rollout),
     }
     run = _runs.open_run("ppo", cfg, root=run_root)
     if not run.claim():  # finished, maybe by another process this one waited for (runs.Run.claim)
@@ -272,5 +275,6 @@ def train_ppo(
         return {"loss": float(loss), "loss/policy": float(pg), "loss/value": float(vf), **r["stats"],
                 **pg_stats, **vf_stats}  # fmt: skip
 
-    result = train_loop(run, model, s, len(prompts), step_fn, policy_eval, tokenizer, per_rollout, progress, state)
+    every = checkpoint_every * per_rollout  # on rollout boundaries: the next rollout is re-sampled on resume
+    result = train_loop(run, model, s, len(prompts), step_fn, policy_eval, tokenizer, every, progress, state)
     return TrainResult(result.policy.lm, run, result.result)
