@@ -75,8 +75,7 @@ def _check_tensors(**named: torch.Tensor) -> None:
 
 
 def _check_positive(name: str, value: float, allow_zero: bool = False) -> float:
-    """float(value), finite and > 0 (>= 0 with ``allow_zero``); a ValueError naming it otherwise (a
-    string or a bool is not a number here, though ``float`` would take "0.1" and True)."""
+    """float(value), finite and > 0 (>= 0 with ``allow_zero``), never a str or bool; else a ValueError naming it."""
     if isinstance(value, (str, bytes, bool)) or type(value).__name__ == "bool_":
         raise ValueError(f"{name} must be a number, got {type(value).__name__} {value!r}")
     value = float(value)
