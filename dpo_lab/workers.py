@@ -149,25 +149,29 @@ def run_jobs(
     outcome = {}
     bar = tqdm(total=len(jobs), desc=f"runs ({name} task, {p.name} profile)", disable=not progress)
     contexts: dict = {}
+    in_process = [job for job in jobs if job.spec.method in _rlhf.BEST_OF_N_METHODS]  # they share draws held here
+    needs_rm = list(dict.fromkeys(job.changes for job in jobs if job.spec.method == "ppo"))
+
+    def local_work() -> None:
+        """In this process: the reward model that a variant's PPO runs share, and Best-of-N. With the
+        workers' thread count: a second thread slows a small model down once another job shares the cores."""
+        for changes in needs_rm:
+            _rlhf.reward_model(_variant_context(contexts, p, task, changes, progress), progress)
+        for job in in_process:
+            outcome[job] = _train_one(job, _variant_context(contexts, p, task, job.changes, progress), progress)
+            bar.update(1)
+
     with torch_threads(threads):
         references = {
             changes: _sweep.evaluate_sft(_variant_context(contexts, p, task, changes, progress))
             for changes in dict.fromkeys(job.changes for job in jobs)
         }
-        # Before the workers start, in this process: the reward model that the PPO runs of a variant share,
-        # and Best-of-N, whose runs share one set of draws held here. (With the workers' thread count: a
-        # second thread slows a small model down as soon as another job shares the cores.)
-        for changes in dict.fromkeys(job.changes for job in jobs if job.spec.method == "ppo"):
-            _rlhf.reward_model(_variant_context(contexts, p, task, changes, progress), progress)
-        for job in [job for job in jobs if job.spec.method in _rlhf.BEST_OF_N_METHODS]:
-            outcome[job] = _train_one(job, _variant_context(contexts, p, task, job.changes, progress), progress)
-            bar.update(1)
-        pending = [job for job in jobs if job not in outcome]
         if workers == 1:
-            for job in pending:
+            local_work()
+            for job in [job for job in jobs if job not in outcome]:
                 outcome[job] = _train_one(job, _variant_context(contexts, p, task, job.changes, progress), progress)
                 bar.update(1)
-    if workers > 1 and pending:
+    if workers > 1:
         os.environ[_config.ENV_VAR] = p.name  # the spawned workers resolve the same results folder
         with ProcessPoolExecutor(
             workers,
@@ -175,7 +179,14 @@ def run_jobs(
             initializer=_init_worker,
             initargs=(p, name, threads),
         ) as pool:
-            futures = {pool.submit(_train_in_worker, job): job for job in _submission_order(pending)}
+            # the workers start on everything that needs nothing from this process, while this process
+            # trains the reward model and evaluates Best-of-N; the PPO runs follow once their reward model exists
+            first = [job for job in jobs if job not in in_process and job.spec.method != "ppo"]
+            futures = {pool.submit(_train_in_worker, job): job for job in _submission_order(first)}
+            with torch_threads(threads):
+                local_work()
+            ppo_jobs = [job for job in jobs if job.spec.method == "ppo"]
+            futures |= {pool.submit(_train_in_worker, job): job for job in _submission_order(ppo_jobs)}
             for future in as_completed(futures):
                 job = futures[future]
                 try:

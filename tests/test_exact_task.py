@@ -113,3 +113,17 @@ def test_the_evaluator_scores_every_response_as_r_star_does(task):
     scores = task.gold_reward()(texts).reshape(space.n_prompts, space.n_responses)
     np.testing.assert_array_equal(scores, space.reward)
     assert task.prompt_ids(task.test_prompts(), tok) == space.prompt_id_lists()
+
+
+def test_two_worker_processes_train_the_rlhf_baselines_with_the_rest(task):
+    """The pool path of workers.run_jobs: preference runs start in the workers while this process trains
+    the reward model and evaluates Best-of-N; PPO follows in the workers once its reward model exists."""
+    from dpo_lab import workers
+
+    specs = [sweep.RunSpec("dpo", 1.0, 0), sweep.RunSpec("ppo", 1.0, 0), sweep.RunSpec("ppo_gt", 1.0, 0),
+             sweep.RunSpec("best_of_n", 4.0, 0)]  # fmt: skip
+    out = workers.run_jobs([workers.Job(s) for s in specs], task.profile, workers=2, progress=False, task="exact")
+    assert not out["failed"] and {job.spec for job in out["runs"]} == set(specs)
+    assert {run.kind for run in out["runs"].values()} == {"pref", "ppo", "best_of_n"}
+    points = results.load_points(list(out["runs"].values()))
+    assert all(p["enum_frontier_gap"] <= 1e-9 for p in points)
