@@ -77,3 +77,11 @@ def test_claims_are_asserted(path):
         return
     code = "\n".join(_src(c) for c in _load(path)["cells"] if c["cell_type"] == "code")
     assert len(re.findall(r"\bassert\b|assert_allclose|assert_close|testing\.", code)) >= 3
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_control_characters_in_sources(path):
+    """A literal backspace once stood where LaTeX's \\beta was meant ("\\b" in a Python string)."""
+    for i, cell in enumerate(_load(path)["cells"]):
+        bad = sorted({repr(ch) for ch in _src(cell) if ord(ch) < 32 and ch not in "\n\t"})
+        assert not bad, f"cell {i} holds control characters {bad}"
