@@ -57,3 +57,24 @@ def test_check_true():
     checks.check_true("holds", 1 < 2, "never shown")
     with pytest.raises(AssertionError, match="expected a positive number"):
         checks.check_true("fails", False, "expected a positive number")
+
+
+def test_student_code_that_raises_fails_with_the_checkers_message(capsys):
+    def unfinished(x):
+        raise NotImplementedError()
+
+    def broken(x):
+        return x["missing"]
+
+    with pytest.raises(AssertionError, match="not implemented yet"):
+        checks.call("exercise", unfinished, 1)
+    with pytest.raises(AssertionError, match="your function raised TypeError"):
+        checks.check_function("exercise", broken, lambda x: x, [(1,)])
+    with pytest.raises(AssertionError, match="not implemented yet"):
+        checks.check_close("exercise", lambda: unfinished(1), 1.0)
+    with pytest.raises(AssertionError, match="your function raised TypeError"):
+        checks.check_true("exercise", lambda: broken(1), "should hold")
+    out = capsys.readouterr().out
+    assert out.count("FAIL  exercise") == 4  # each one printed as a verdict, not a traceback
+    checks.check_close("exercise", lambda: 1.0, 1.0)
+    checks.check_true("exercise", lambda: True, "holds")
