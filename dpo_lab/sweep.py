@@ -54,7 +54,8 @@ Many runs at once: ``dpo_lab.workers`` trains a list of jobs (grid cells, and va
 experiment: a cell with some profile knobs changed, named in its tag) on worker processes;
 :func:`run_sweep` is that on the grid. ``python -m dpo_lab.sweep`` runs the whole
 sweep of a task and profile (``--task``, ``--profile``; defaults IMDb and ``$DPO_LAB_PROFILE``) and
-``--export data/runs`` copies the finished runs' configs and metrics (no models) for shipping.
+``--export data/runs`` copies the finished runs' configs and metrics (no models) for shipping, and
+``--shard I/N`` trains only every N-th run from the I-th, for N machines sharing one results folder.
 """
 
 from __future__ import annotations
@@ -324,13 +325,33 @@ def train_run(spec: RunSpec, ctx: Context, progress: bool | str = True) -> Run:
     ).run
 
 
+def shard(specs: list[RunSpec], part: str | None) -> list[RunSpec]:
+    """The runs of shard ``part`` = "I/N" (I in 0 .. N-1): every N-th spec from the I-th, so N machines
+    (or a scheduler's array job) sharing one results folder split the grid; None = all of them.
+    Two processes that still reach the same run train it once (``runs.Run.claim``).
+
+    Introduced in notebook 06.
+    """
+    if part is None:
+        return list(specs)
+    try:
+        index, count = (int(x) for x in part.split("/"))
+    except (AttributeError, ValueError):
+        raise ValueError(f"shard: expected I/N such as 0/4, got {part!r}") from None
+    if not (count >= 1 and 0 <= index < count):
+        raise ValueError(f"shard: need 0 <= I < N, got {part!r}")
+    return list(specs)[index::count]
+
+
 def run_sweep(
     profile: _config.Profile | None = None,
     workers: int | None = None,
     progress: bool = True,
     task: str | Task = DEFAULT_TASK,
+    part: str | None = None,
 ) -> dict:
-    """Train every run of :func:`grid` on ``task`` (``workers.run_jobs``, without variants).
+    """Train every run of :func:`grid` on ``task`` (``workers.run_jobs``, without variants), or the runs
+    of one shard of it (``part``, :func:`shard`).
 
     Introduced in notebook 06. Returns ``{"runs": {spec: Run}`` (finished runs),
     ``"failed": {spec: reason}, "seconds": {spec: seconds}, "wall_seconds": total}``.
@@ -338,7 +359,7 @@ def run_sweep(
     from .workers import Job, run_jobs  # workers imports this module: imported when called
 
     p = profile or (task.profile if isinstance(task, Task) else _config.get_profile())
-    out = run_jobs([Job(spec) for spec in grid(p)], p, workers, progress, task)
+    out = run_jobs([Job(spec) for spec in shard(grid(p), part)], p, workers, progress, task)
     return {k: {job.spec: v for job, v in out[k].items()} for k in ("runs", "failed", "seconds")} | {
         "wall_seconds": out["wall_seconds"]
     }
@@ -406,16 +427,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workers", type=int, default=None, help="training processes (default: the profile's)")
     parser.add_argument("--export", default=None, help="afterwards copy configs + metrics of the runs here")
+    parser.add_argument("--shard", default=None, help="I/N: only every N-th run from the I-th (several machines)")
     args = parser.parse_args(argv)
     if args.profile:
         # the results folder and the spawned workers follow the environment variable
         os.environ[_config.ENV_VAR] = args.profile
     profile = _config.get_profile(args.profile)
+    specs = shard(grid(profile), args.shard)
     print(
-        f"dpo_lab sweep: task {args.task}, profile {profile.name}, {len(grid(profile))} runs -> "
-        f"{_config.results_dir(profile)}"
+        f"dpo_lab sweep: task {args.task}, profile {profile.name}, {len(specs)} runs"
+        f"{f' (shard {args.shard} of {len(grid(profile))})' if args.shard else ''} -> {_config.results_dir(profile)}"
     )
-    out = run_sweep(profile, workers=args.workers, task=args.task)
+    out = run_sweep(profile, workers=args.workers, task=args.task, part=args.shard)
     for spec, sec in out["seconds"].items():
         status = out["runs"][spec].id if spec in out["runs"] else f"DIVERGED: {out['failed'][spec]}"
         print(f"{spec.label:40s} {sec:7.0f} s  {status}")

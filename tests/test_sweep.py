@@ -325,3 +325,18 @@ def test_progress_bars_are_named_like_the_figure_legend(tiny_context, capsys):
     run = sweep.train_run(sweep.RunSpec("dpo", 0.1, 0), tiny_context, progress=True)
     err = capsys.readouterr().err
     assert "DPO beta=0.1 seed 0" in err and run.id not in err
+
+
+def test_shards_split_the_grid_without_overlap(tiny_context, monkeypatch, capsys):
+    specs = sweep.grid(GPU)
+    parts = [sweep.shard(specs, f"{i}/3") for i in range(3)]
+    assert sorted(map(str, sum(parts, []))) == sorted(map(str, specs)) and sum(map(len, parts)) == len(specs)
+    assert sweep.shard(specs, None) == specs
+    for bad in ("3/3", "1", "a/b", "-1/2", "0/0"):
+        with pytest.raises(ValueError, match="shard"):
+            sweep.shard(specs, bad)
+    monkeypatch.setattr(sweep, "context", lambda profile, task=None, progress=True, variant=None: tiny_context)
+    monkeypatch.setattr(config, "get_profile", lambda name=None: TINY)
+    assert sweep.main(["--workers", "1", "--shard", "1/2"]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(sweep.shard(sweep.grid(TINY), '1/2'))} runs (shard 1/2 of {len(sweep.grid(TINY))})" in out
