@@ -79,7 +79,17 @@ def test_setup_prints_profile_and_device(monkeypatch, capsys):
 
 def test_profile_table_shows_every_knob_per_profile():
     table = config.profile_table().splitlines()
-    assert table[0].split() == ["knob", "smoke", "cpu", "gpu"]
+    assert table[0].split() == ["knob", "smoke", "cpu", "gpu", "gpu-small"]
     knobs = {line.split()[0] for line in table[1:]}
     assert knobs == {f.name for f in dataclasses.fields(config.Profile)} - {"name", "description"}
     assert any(line.startswith("model_name") and "gpt2-large" in line for line in table)
+
+
+def test_gpu_small_is_the_gpu_path_sized_for_a_16_gb_gpu():
+    small, gpu = config.PROFILES["gpu-small"], config.PROFILES["gpu"]
+    assert config.get_profile("gpu-small") is small and small.name == "gpu-small"
+    assert small.model_name == "gpt2" and small.tokenizer_name == "gpt2"
+    assert (small.dataset_name, small.gold_reward_name) == (gpu.dataset_name, gpu.gold_reward_name)  # the same task
+    assert (small.pref_optimizer, small.pref_lr, small.pref_batch_size) == (gpu.pref_optimizer, gpu.pref_lr, 64)
+    params = 12 * small.n_layer * small.n_embd**2 + 50257 * small.n_embd  # about 124M
+    assert 4 * params * 4 < 3 * 2**30  # policy, reference, gradients and RMSprop state in fp32: under 3 GB

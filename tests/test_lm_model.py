@@ -156,3 +156,13 @@ def test_a_missing_local_folder_is_named_as_a_path_not_a_hub_id(name):
             load(name)
     with pytest.raises(ValueError, match="does not exist"):
         load_model(Path("relative-folder-that-is-not-here"))  # a Path is always local
+
+
+def test_a_gpu_without_bf16_runs_float32_never_fp16(monkeypatch):
+    import contextlib
+
+    from dpo_lab.lm.model import autocast
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert isinstance(autocast("cuda"), contextlib.nullcontext)  # a T4: float32, not fp16 (NaN rewards)
+    assert isinstance(autocast("cpu"), contextlib.nullcontext)

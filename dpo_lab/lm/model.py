@@ -3,13 +3,14 @@
 Introduced in notebook 05. The engine works with any Hugging Face causal LM whose ``base_model``
 returns hidden states and whose output embedding is the LM head (GPT-2 in every profile).
 
-Device and precision policy (docs/background.md 2.4 and 7), applied everywhere in ``dpo_lab.lm``:
+Device and precision policy (docs/background.md 2.4 and 5), applied everywhere in ``dpo_lab.lm``:
 
 ==========  ===============  =================================================================
 device      weights          matmuls
 ==========  ===============  =================================================================
 cuda        float32          bfloat16 autocast in the transformer (fp16 gives NaN rewards;
-                             bf16 does not); the LM head in float32 (:func:`head_logits`)
+                             bf16 does not); the LM head in float32 (:func:`head_logits`).
+                             A GPU without bf16 (T4, V100: the free notebook GPUs) runs float32
 cpu         float32          float32: bf16 matmul is about 400x slower on the CPUs used here
 ==========  ===============  =================================================================
 """
@@ -172,9 +173,9 @@ def torch_threads(n: int):
 def autocast(device: torch.device | str):
     """The precision context for forward passes on ``device`` (module docstring: bf16 on CUDA only)."""
     device = torch.device(device)
-    if device.type == "cuda":
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    return contextlib.nullcontext()  # the CPU, or a GPU without bf16: float32 (never fp16, module table)
 
 
 def head_logits(model, hidden: torch.Tensor) -> torch.Tensor:
