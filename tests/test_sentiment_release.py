@@ -72,3 +72,16 @@ def test_every_release_a_profile_names_is_shipped():
     for name, p in config.PROFILES.items():
         folder = release.release_dir(p)
         assert folder is None or (folder / release.RELEASE_FILE).is_file(), name
+
+
+def test_the_shipped_release_is_whole_and_loads_for_its_recipe():
+    """data/sft-cpu: the cpu-sized pi_SFT trained for 4,000 steps (held-out perplexity 105), made for the cpu
+    replica's redesign. Its checksum holds, it loads offline at its recipe, and it is small enough to ship."""
+    folder = config.project_root() / "data" / "sft-cpu"
+    meta = json.loads((folder / release.RELEASE_FILE).read_text())
+    assert sum(f.stat().st_size for f in folder.iterdir()) < 30 * 2**20
+    recipe = config.get_profile("cpu").replace(sft_steps=meta["recipe"]["sft_steps"])
+    policy = release.load_release(folder, recipe)
+    assert meta["recipe"]["sft_steps"] == 4000 and policy.result["final_eval"]["perplexity"] < 110
+    assert len(policy.tokenizer) == recipe.sft_bpe_vocab and policy.model.config.n_layer == recipe.n_layer
+    assert "sft_steps" in meta["command"] and "export_release" in meta["command"]  # how to rebuild it
