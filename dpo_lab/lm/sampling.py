@@ -31,6 +31,7 @@ ran at about 1,200 new tokens/s on one thread (8k vocabulary; 390 with GPT-2's 5
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from dataclasses import dataclass
@@ -120,7 +121,13 @@ def _next_tokens(
 def cache_argument(model) -> str:
     """The name under which the model's forward takes its KV cache: ``cache`` in recent transformers,
     ``past_key_values`` before (deprecated, and removed in 5.40, which ``transformers<6`` allows)."""
-    return "cache" if "cache" in inspect.signature(model.base_model.forward).parameters else "past_key_values"
+    return _cache_argument_of(type(model.base_model))
+
+
+@functools.cache
+def _cache_argument_of(cls) -> str:
+    """Read once per model class: the sampler asks at every decoding step."""
+    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
 
 
 def _sample_batch(
