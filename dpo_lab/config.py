@@ -40,6 +40,7 @@ class Profile:
     name: str
     description: str
     seed: int = 0
+    data_seed: int | None = None  # what is drawn from pi_SFT and pi_ref (pairs, subsets, evaluation); None = seed
 
     # --- notebooks 01-03: toy bandits -------------------------------------------------------
     bandit_trials: int = 20  # random bandits on which closed forms are checked
@@ -131,6 +132,13 @@ class Profile:
     cell_timeout: int = 7_200  # make reproduce: seconds a notebook cell may take (the sweep cell longest); 0 = none
 
     @property
+    def sampling_seed(self) -> int:
+        """The seed of everything drawn once pi_SFT exists: preference pairs, the subset the runs train on,
+        held-out pairs and evaluation samples. ``data_seed`` when set, else ``seed``: a replicate sweep sets
+        ``data_seed`` and keeps pi_SFT (a release is made for one ``seed``; ``python -m dpo_lab.sweep --data-seed``)."""
+        return self.seed if self.data_seed is None else self.data_seed
+
+    @property
     def model_sizes(self) -> dict:
         """The GPT-2 sizes as ``lm.gpt2_config`` takes them: ``gpt2_config(tokenizer, **p.model_sizes)``."""
         return {"n_layer": self.n_layer, "n_embd": self.n_embd, "n_head": self.n_head, "n_positions": self.n_positions}
@@ -198,6 +206,11 @@ PROFILES: dict[str, Profile] = {
     "cpu": Profile(
         name="cpu",
         description="a faithful small replica for a 2-core laptop (no GPU, no network)",
+        sft_steps=4_000,  # held-out perplexity 105 (600 steps: 288, word salad); 74 min, so released in data/
+        sft_release="sft-cpu",  # DPO_LAB_SFT=train retrains it (sentiment.release)
+        ppo_target_kls=(3.0, 6.0, 12.0),  # spans DPO's KL range at this scale (2-18); 3 of the paper's 4 for time
+        ppo_iterations=20,  # 1,280 responses per run against DPO's 1,600 pairs; the controller reaches 12 by about 17
+        best_of_ns=(1, 4, 16),  # N = 64 would sample 16,384 responses per evaluation (about 5 min on one core)
     ),
     "gpu": Profile(
         name="gpu",

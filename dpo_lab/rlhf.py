@@ -64,7 +64,7 @@ def heldout_pairs(ctx) -> list[dict]:
     if fresh is not None:
         return fresh
     pairs = ctx.source.preference_pairs(progress=False)
-    order = np.random.default_rng(p.seed).permutation(len(pairs))
+    order = np.random.default_rng(p.sampling_seed).permutation(len(pairs))
     unused = order[p.pref_steps * p.pref_batch_size :]
     if len(unused) < p.rm_heldout:
         raise ValueError(

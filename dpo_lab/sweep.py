@@ -203,14 +203,14 @@ def training_pairs(pairs: list[dict], profile: _config.Profile | None = None, od
     """The fixed subset of pairs every run trains on, in ``lm.train_preferences`` format.
 
     Introduced in notebook 06. The first ``pref_steps * pref_batch_size`` pairs of a permutation
-    seeded with ``profile.seed`` (all pairs when there are fewer), as ``prompt_ids``, ``chosen_ids``
+    seeded with ``profile.sampling_seed`` (all pairs when there are fewer), as ``prompt_ids``, ``chosen_ids``
     and ``rejected_ids``. With ``odpo`` each pair also carries its ODPO offset
     ``odpo_alpha * f(score difference)``: the task stores it at alpha = 1 (``task.PAIR_KEYS``), and
     the offset is linear in alpha (ODPO paper Eq. 15).
     """
     p = profile or _config.get_profile()
     check_pairs(pairs)
-    keep = np.random.default_rng(p.seed).permutation(len(pairs))[: p.pref_steps * p.pref_batch_size]
+    keep = np.random.default_rng(p.sampling_seed).permutation(len(pairs))[: p.pref_steps * p.pref_batch_size]
     keys = PAIR_KEYS[:3] + (("offset",) if odpo else ())
     out = [{k: pairs[i][k] for k in keys} for i in sorted(keep)]
     if odpo and p.odpo_alpha != 1.0:
@@ -416,7 +416,8 @@ def export_runs(dest: str | Path, root: str | Path | None = None, task: str = DE
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m dpo_lab.sweep [--task T] [--profile P] [--workers N] [--export DIR]``: a whole sweep."""
+    """``python -m dpo_lab.sweep [--task T] [--profile P] [--workers N] [--export DIR] [--shard I/N]
+    [--data-seed S]``: a whole sweep."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default=DEFAULT_TASK, choices=sorted(TASKS), help="the task (default: %(default)s)")
     parser.add_argument(
@@ -428,11 +429,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None, help="training processes (default: the profile's)")
     parser.add_argument("--export", default=None, help="afterwards copy configs + metrics of the runs here")
     parser.add_argument("--shard", default=None, help="I/N: only every N-th run from the I-th (several machines)")
+    parser.add_argument(
+        "--data-seed",
+        type=int,
+        default=None,
+        help="a replicate: redraw the pairs, training subset and evaluation samples with this seed, same pi_SFT",
+    )
     args = parser.parse_args(argv)
     if args.profile:
         # the results folder and the spawned workers follow the environment variable
         os.environ[_config.ENV_VAR] = args.profile
     profile = _config.get_profile(args.profile)
+    if args.data_seed is not None:
+        profile = profile.replace(data_seed=args.data_seed)
     specs = shard(grid(profile), args.shard)
     print(
         f"dpo_lab sweep: task {args.task}, profile {profile.name}, {len(specs)} runs"

@@ -256,7 +256,7 @@ class Evaluator:
             task.second_scorer(),
             p.eval_samples_per_prompt,
             p.max_new_tokens,
-            p.seed,
+            p.sampling_seed,
             exact=task.exact_evaluation,
         )
 

@@ -125,10 +125,10 @@ class ExactTask(Task):
         list is shared: do not modify it)."""
         p = self.profile
         draws = ("pairs", str(self.reference(progress=False).path), self.space.max_len, self.space.scale)
-        draws += (p.exact_pairs, p.seed, p.exact_labels)
+        draws += (p.exact_pairs, p.sampling_seed, p.exact_labels)
         if draws not in _CACHE:  # drawn once; another offset function f reuses the draws
             ref = self.ref_probs()
-            _CACHE[draws] = sample_pairs(self.space, ref, p.exact_pairs, seed=p.seed, labels=p.exact_labels)
+            _CACHE[draws] = sample_pairs(self.space, ref, p.exact_pairs, seed=p.sampling_seed, labels=p.exact_labels)
         if p.exact_offset == "identity":
             return _CACHE[draws]
         if draws + (p.exact_offset,) not in _CACHE:
@@ -139,7 +139,7 @@ class ExactTask(Task):
         """``n`` pairs sampled like :meth:`preference_pairs` with the next seed: pi_ref's probabilities
         are known, so fresh pairs cost nothing (every pair of the task trains the DPO runs)."""
         p = self.profile
-        return sample_pairs(self.space, self.ref_probs(), n, seed=p.seed + 1, labels=p.exact_labels)
+        return sample_pairs(self.space, self.ref_probs(), n, seed=p.sampling_seed + 1, labels=p.exact_labels)
 
     def gold_reward(self) -> Scorer:
         return Scorer(f"exact r* (scale {self.space.scale:.4g})", self.space.score)

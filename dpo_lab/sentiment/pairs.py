@@ -386,7 +386,7 @@ def preference_data(profile: _config.Profile | None = None, policy=None, progres
         "prompts_sha256": hashlib.sha256("\n".join(prompts).encode("utf-8")).hexdigest(),
         "samples_per_prompt": profile.samples_per_prompt,
         "max_new_tokens": profile.max_new_tokens,
-        "seed": profile.seed,
+        "seed": profile.sampling_seed,
         "chunk_size": CHUNK_PROMPTS,
     }
     run = open_run("pairs", cfg)
@@ -402,7 +402,7 @@ def preference_data(profile: _config.Profile | None = None, policy=None, progres
                 samples_path,
                 profile.samples_per_prompt,
                 profile.max_new_tokens,
-                profile.seed,
+                profile.sampling_seed,
                 chunk_size=cfg["chunk_size"],
                 progress=progress,
             )
