@@ -25,7 +25,8 @@ def describe() -> None:
         steps = [m for m in run.metrics() if m.get("split") == "train"]
         if steps:
             total = sum(m["seconds"] for m in steps)
-            print(f"  {run.id}: {len(steps)} SFT steps in {total:.0f} s ({total / len(steps):.2f} s/step)")
+            where = " where the release was made, not here" if "release" in run.config else ""
+            print(f"  {run.id}: {len(steps)} SFT steps in {total:.0f} s ({total / len(steps):.2f} s/step){where}")
     for run in runs.list_runs("pairs"):
         if run.finished:
             print(f"  {run.id}: {run.result()}")

@@ -278,9 +278,10 @@ class FrontierComparison:
     """Where the Pareto points of method ``worse`` lie relative to the frontier of method ``better``.
 
     For each Pareto point b of ``worse`` (its own front), the frontier of ``better`` at b's KL is the
-    best reward any ``better`` point (or the SFT reference, where every run starts) reaches with
-    KL <= kl_b; the gap is that reward minus b's reward, and the noise band is ``z`` times the two
-    points' standard errors combined, sqrt(se_a^2 + se_b^2). KL noise is not part of the band.
+    best reward that ``better``'s policies (and the SFT reference, where every run starts) reach with
+    KL <= kl_b, mixtures of two of them included (:func:`frontier_envelope`); the gap is that reward
+    minus b's reward, and the noise band is ``z`` times the two standard errors combined,
+    sqrt(se_a^2 + se_b^2). KL noise is not part of the band.
     """
 
     better: str
@@ -333,6 +334,62 @@ def frontier_at(points: Sequence[dict], kl_query: Sequence[float], kl: str = "ex
     return best, best_se
 
 
+def _rising_hull(kl: np.ndarray, reward: np.ndarray) -> np.ndarray:
+    """Indices of the upper concave hull of the points, from the smallest KL up to the best reward."""
+    order = np.lexsort((-reward, kl))  # by KL, the best reward first among equal KLs
+    hull: list[int] = []
+    for i in order:
+        while len(hull) >= 2:
+            a, b = hull[-2], hull[-1]
+            # b lies on or under the segment from a to i: never a vertex of the upper hull
+            if (kl[b] - kl[a]) * (reward[i] - reward[a]) - (reward[b] - reward[a]) * (kl[i] - kl[a]) >= 0:
+                hull.pop()
+            else:
+                break
+        if not hull or kl[i] > kl[hull[-1]]:
+            hull.append(i)
+    top = int(np.argmax(reward[hull]))
+    return np.asarray(hull[: top + 1])
+
+
+def frontier_envelope(
+    points: Sequence[dict], kl_query: Sequence[float], kl: str = "exact"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The frontier of ``points`` as the policies they reach by mixing: at each query KL, the best
+    reward on the upper concave envelope of the points at KL <= it, and its standard error (-inf and
+    NaN below the smallest KL).
+
+    Introduced in notebook 07. Why mixing counts: the policy that answers each prompt with pi_1 with
+    probability lam and with pi_2 otherwise, pi_lam = lam pi_1 + (1 - lam) pi_2, has mean reward
+    exactly lam R_1 + (1 - lam) R_2, and KL(pi_lam || pi_ref) <= lam KL_1 + (1 - lam) KL_2 because KL
+    is jointly convex. So every point under the segment joining two evaluated policies is reachable
+    by a policy built from them, and the envelope is a lower bound on what the method's policies
+    reach at each KL (:func:`frontier_at` counts the evaluated points only). Between two hull
+    vertices the standard error is sqrt(lam^2 se_1^2 + (1 - lam)^2 se_2^2).
+
+    ========  ========  =========================================
+    kl_query  (Q,)      KL values at which to read the envelope
+    returns   2 x (Q,)  its reward, its standard error
+    ========  ========  =========================================
+    """
+    col = kl_column(kl)
+    q = np.asarray(kl_query, dtype=float)
+    best, best_se = np.full(q.shape, -np.inf), np.full(q.shape, np.nan)
+    if not len(points):
+        return best, best_se
+    x, y, se = column(points, col), column(points, "reward"), column(points, "reward_se")
+    h = _rising_hull(x, y)
+    hx, hy, hse = x[h], y[h], se[h]
+    past = q >= hx[-1]
+    best[past], best_se[past] = hy[-1], hse[-1]
+    inside = (q >= hx[0]) & ~past
+    j = np.searchsorted(hx, q[inside], side="right") - 1  # the vertex at or left of each query
+    lam = (hx[j + 1] - q[inside]) / (hx[j + 1] - hx[j])  # weight of vertex j in the mixture
+    best[inside] = lam * hy[j] + (1 - lam) * hy[j + 1]
+    best_se[inside] = np.sqrt((lam * hse[j]) ** 2 + ((1 - lam) * hse[j + 1]) ** 2)
+    return best, best_se
+
+
 def compare_frontiers(
     points: Sequence[dict], better: str, worse: str, kl: str = "exact", confidence: float = 0.9
 ) -> FrontierComparison:
@@ -354,7 +411,7 @@ def compare_frontiers(
         raise ValueError(f"points: no {worse} points to compare")
     front = [p for p, on in zip(mine, pareto_mask(column(mine, col), column(mine, "reward"))) if on]
     ref = [p for p in points if p["method"] in (better, REFERENCE_METHOD)]
-    best, best_se = frontier_at(ref, column(front, col), kl)
+    best, best_se = frontier_envelope(ref, column(front, col), kl)
     rewards, ses = column(front, "reward"), column(front, "reward_se")
     covered = np.isfinite(best)
     gap = np.where(covered, best - rewards, 0.0)

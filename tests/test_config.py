@@ -93,3 +93,12 @@ def test_gpu_small_is_the_gpu_path_sized_for_a_16_gb_gpu():
     assert (small.pref_optimizer, small.pref_lr, small.pref_batch_size) == (gpu.pref_optimizer, gpu.pref_lr, 64)
     params = 12 * small.n_layer * small.n_embd**2 + 50257 * small.n_embd  # about 124M
     assert 4 * params * 4 < 3 * 2**30  # policy, reference, gradients and RMSprop state in fp32: under 3 GB
+
+
+def test_data_seed_redraws_the_data_and_keeps_the_pi_sft_recipe():
+    from dpo_lab.sentiment import release
+
+    cpu = config.get_profile("cpu")
+    assert cpu.sampling_seed == cpu.seed == 0 and cpu.replace(data_seed=1).sampling_seed == 1
+    assert release.recipe(cpu.replace(data_seed=1)) == release.recipe(cpu)  # the replicate keeps the release
+    assert cpu.replace(data_seed=0).sampling_seed == 0 and cpu.replace(seed=3).sampling_seed == 3

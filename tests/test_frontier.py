@@ -133,13 +133,54 @@ def test_frontier_at_is_a_step_function():
     np.testing.assert_allclose(se, [np.nan, 0.01, 0.02, 0.02])
 
 
+def test_frontier_envelope_interpolates_between_hull_vertices():
+    pts = [point(kl=0.0, reward=0.5), point(kl=1.0, reward=0.7), point(kl=1.5, reward=0.6)]  # (1.5, 0.6): under
+    pts += [point(kl=2.0, reward=0.75, se=0.02), point(kl=3.0, reward=0.74)]  # (3, 0.74): past the best reward
+    best, se = fr.frontier_envelope(pts, [0.5, 1.0, 1.5, 2.0, 5.0])
+    np.testing.assert_allclose(best, [0.6, 0.7, 0.725, 0.75, 0.75])
+    np.testing.assert_allclose(se, [math.sqrt(2) * 0.005, 0.01, math.sqrt(0.005**2 + 0.01**2), 0.02, 0.02])
+    best, se = fr.frontier_envelope(pts[1:], [0.5])  # below the smallest KL: nothing reaches it
+    assert best[0] == -np.inf and np.isnan(se[0])
+    best, _ = fr.frontier_envelope([], [1.0])
+    assert best[0] == -np.inf
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_frontier_envelope_is_the_concave_hull_above_the_step_function(seed):
+    rng = np.random.default_rng(seed)
+    pts = [point(kl=float(k), reward=float(r)) for k, r in zip(rng.uniform(0, 10, 12), rng.uniform(0.4, 0.9, 12))]
+    q = np.linspace(0, 12, 241)
+    env, _ = fr.frontier_envelope(pts, q)
+    step, _ = fr.frontier_at(pts, q)
+    covered = np.isfinite(step)
+    assert np.all(env[covered] >= step[covered] - 1e-12) and np.array_equal(np.isfinite(env), covered)
+    # by brute force: the best mixture of two points with lam KL_1 + (1 - lam) KL_2 <= k
+    kl, r = np.array([p["kl_exact"] for p in pts]), np.array([p["reward"] for p in pts])
+    lam = np.linspace(0, 1, 2001)[:, None, None]
+    mix_kl, mix_r = lam * kl[:, None] + (1 - lam) * kl[None, :], lam * r[:, None] + (1 - lam) * r[None, :]
+    for k, e in zip(q[covered][::8], env[covered][::8]):
+        assert e == pytest.approx(np.max(np.where(mix_kl <= k, mix_r, -np.inf)), abs=2e-3)
+
+
+def test_a_mixture_of_two_policies_earns_the_mixed_reward_at_no_more_than_the_mixed_kl():
+    """The reason frontier_envelope may join two evaluated policies (joint convexity of KL)."""
+    rng = np.random.default_rng(0)
+    ref, r = rng.dirichlet(np.ones(50)), rng.normal(size=50)
+    kl = lambda p: float(np.sum(p * np.log(p / ref)))  # noqa: E731
+    for _ in range(20):
+        p1, p2, lam = rng.dirichlet(np.ones(50) * 0.3), rng.dirichlet(np.ones(50) * 0.3), rng.uniform()
+        mix = lam * p1 + (1 - lam) * p2
+        assert mix @ r == pytest.approx(lam * (p1 @ r) + (1 - lam) * (p2 @ r))
+        assert kl(mix) <= lam * kl(p1) + (1 - lam) * kl(p2) + 1e-12
+
+
 def test_compare_frontiers_counts_below_tie_above():
     c = fr.compare_frontiers(sweep(), "dpo", "preferred_ft")
     assert c.dominates and c.n_points == 1 and c.n_below == 1
     assert "dominates Preferred-FT" in c.sentence() and "1 of 1 clearly below" in c.sentence()
     c = fr.compare_frontiers(sweep(pft_reward=0.9), "dpo", "preferred_ft")
     assert not c.dominates and c.n_above == 1 and "does not dominate" in c.sentence()
-    # DPO's best reward at KL <= 1.1 is 0.5 + 0.1*log(2) = 0.569; se 0.01 each -> band 0.023
+    # DPO's envelope at KL 1.1: 0.9 x 0.569 (KL 1) + 0.1 x 0.610 (KL 2) = 0.573, band 0.022
     c = fr.compare_frontiers(sweep(pft_reward=0.575), "dpo", "preferred_ft")
     assert (c.n_tie, c.n_above, c.n_below) == (1, 0, 0) and "within noise" in c.sentence()
 

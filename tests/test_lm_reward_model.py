@@ -126,3 +126,30 @@ def test_calibration_bins_what_the_model_predicts_against_what_the_labels_say():
     ]
     with pytest.raises(ValueError, match="bins"):
         rm.calibration(chosen, rejected, bins=0)
+
+
+def test_implicit_rewards_are_log_ratios_and_order_pairs_as_the_policy_prefers(space, reference):
+    from dpo_lab.lm import sequence_logprobs
+
+    ids = space.responses.ids
+    pairs = [{"prompt_ids": list(space.prompt_ids[0]), "chosen_ids": list(ids[k]), "rejected_ids": list(ids[k + 1])}
+             for k in (0, 5, 57, 300)]  # fmt: skip
+    w, r = rm.implicit_rewards(reference.model, reference.model, pairs)
+    assert torch.equal(w, torch.zeros(4)) and torch.equal(r, torch.zeros(4)) and rm.pair_accuracy(w, r) == 0.5
+    policy = type(reference.model)(reference.model.config)  # another policy: pi_ref with a perturbed head
+    policy.load_state_dict(reference.model.state_dict())
+    with torch.no_grad():
+        policy.lm_head.weight.add_(0.3 * torch.randn_like(policy.lm_head.weight))
+    w, r = rm.implicit_rewards(policy, reference.model, pairs, batch_size=3)
+    prompts = [q["prompt_ids"] for q in pairs]
+    for got, key in ((w, "chosen_ids"), (r, "rejected_ids")):
+        resp = [q[key] for q in pairs]
+        want = sequence_logprobs(policy, prompts, resp, add_eos=False) - sequence_logprobs(
+            reference.model, prompts, resp, add_eos=False
+        )
+        torch.testing.assert_close(got, want)
+    assert w.abs().max() > 0.01  # the perturbation moved the log-ratios: the comparison has teeth
+    with pytest.raises(ValueError, match="pairs: need a non-empty list"):
+        rm.implicit_rewards(policy, reference.model, [])
+    with pytest.raises(ValueError, match=r"pairs\[1\]: missing rejected_ids"):
+        rm.implicit_rewards(policy, reference.model, [pairs[0], {"prompt_ids": [1], "chosen_ids": [2]}])

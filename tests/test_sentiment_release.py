@@ -18,7 +18,7 @@ def trained(tmp_path, monkeypatch):
     monkeypatch.delenv(release.ENV_VAR, raising=False)
     folder = write_aclimdb(tmp_path, n_per_folder=40)
     profile = config.get_profile("smoke").replace(
-        dataset_name=str(folder), sft_bpe_vocab=300, sft_steps=4, sft_batch_size=4, n_positions=32
+        dataset_name=str(folder), sft_bpe_vocab=300, sft_steps=4, sft_batch_size=4, n_positions=64
     )
     return sft.sft_policy(profile, progress=False), profile
 
@@ -66,17 +66,42 @@ def test_a_release_of_other_settings_or_damaged_weights_is_refused(trained, tmp_
         release.load_release(tmp_path / "nothing", profile)
 
 
+def test_pairs_shipped_with_a_release_read_back_whole_and_only_from_it(trained, tmp_path):
+    from dpo_lab.sentiment import pairs as pairs_mod
+
+    policy, profile = trained
+    folder = release.export_release(policy, profile, tmp_path / "sft-release")
+    released = profile.replace(sft_release=str(folder), n_prompts=6, max_new_tokens=6)
+    assert release.released_pairs(released) is None  # no pairs shipped yet
+    data = pairs_mod.preference_data(released, policy=release.load_release(folder, released), progress=False)
+    path = release.export_pairs(data, folder)
+    meta = json.loads((folder / release.RELEASE_FILE).read_text())
+    assert path.name == release.PAIRS_FILE and meta["pairs"]["n_pairs"] == len(data.pairs()) > 0
+    assert meta["pairs"]["run"] == data.run.id and meta["pairs"]["settings"]["n_prompts"] == 6
+    assert release.released_pairs(released) == data.pairs()
+    assert release.export_pairs(data, folder).read_bytes() == path.read_bytes()  # same pairs, same bytes
+    other = pairs_mod.preference_data(released.replace(sft_release=None), policy=policy, progress=False)
+    with pytest.raises(ValueError, match="not this release"):
+        release.export_pairs(other, folder)  # sampled from the trained run, not from the released weights
+    with pytest.raises(ValueError, match="no pi_SFT release here"):
+        release.export_pairs(data, tmp_path)
+    raw = path.read_bytes()
+    path.write_bytes(raw[:-1] + bytes([raw[-1] ^ 1]))
+    with pytest.raises(ValueError, match="do not match the checksum"):
+        release.released_pairs(released)
+
+
 def test_every_release_a_profile_names_is_shipped():
-    """A profile may name a released pi_SFT only where data/ holds one (the cpu profile will, once it
-    ships one made with its recipe)."""
+    """A profile may name a released pi_SFT only where data/ holds one (the cpu profile does)."""
     for name, p in config.PROFILES.items():
         folder = release.release_dir(p)
         assert folder is None or (folder / release.RELEASE_FILE).is_file(), name
 
 
 def test_the_shipped_release_is_whole_and_loads_for_its_recipe():
-    """data/sft-cpu: the cpu-sized pi_SFT trained for 4,000 steps (held-out perplexity 105), made for the cpu
-    replica's redesign. Its checksum holds, it loads offline at its recipe, and it is small enough to ship."""
+    """data/sft-cpu: the cpu profile's pi_SFT, trained for 4,000 steps (held-out perplexity 105), and the
+    preference pairs sampled from it. Checksums hold, it loads offline at the cpu profile's recipe, the cpu
+    profile uses it, and it is small enough to ship (under 30 MB)."""
     folder = config.project_root() / "data" / "sft-cpu"
     meta = json.loads((folder / release.RELEASE_FILE).read_text())
     assert sum(f.stat().st_size for f in folder.iterdir()) < 30 * 2**20
@@ -85,3 +110,7 @@ def test_the_shipped_release_is_whole_and_loads_for_its_recipe():
     assert meta["recipe"]["sft_steps"] == 4000 and policy.result["final_eval"]["perplexity"] < 110
     assert len(policy.tokenizer) == recipe.sft_bpe_vocab and policy.model.config.n_layer == recipe.n_layer
     assert "sft_steps" in meta["command"] and "export_release" in meta["command"]  # how to rebuild it
+    cpu = config.get_profile("cpu")
+    assert release.use_release(cpu) and release.release_dir(cpu) == folder and release.recipe(cpu) == meta["recipe"]
+    pairs = release.released_pairs(cpu)  # checked line by line and against the checksum
+    assert len(pairs) == meta["pairs"]["n_pairs"] == 11_994 and meta["pairs"]["settings"]["n_prompts"] == cpu.n_prompts

@@ -290,11 +290,28 @@ def test_main_runs_the_sweep_and_exports(tiny_context, monkeypatch, capsys, tmp_
     assert len(list((tmp_path / "data").iterdir())) == len(sweep.grid(TINY)) + 1  # + the pi_SFT evaluation
 
 
+def test_main_data_seed_runs_a_replicate_with_other_pairs(tiny_context, monkeypatch, capsys):
+    seen = []
+    monkeypatch.setattr(config, "get_profile", lambda name=None: TINY)
+    monkeypatch.setattr(sweep, "run_sweep", lambda p, workers=None, task=None, part=None: seen.append(p) or {
+        "runs": {}, "failed": {}, "seconds": {}, "wall_seconds": 0.0})  # fmt: skip
+    assert sweep.main(["--workers", "1", "--data-seed", "1"]) == 0
+    assert seen[0].data_seed == 1 and seen[0].sampling_seed == 1 and seen[0].seed == TINY.seed
+    pairs = fake_pairs(tiny_context.sft.tokenizer)  # 12 pairs, 6 kept
+    small = TINY.replace(pref_steps=1, pref_batch_size=6)
+    chosen = [[p["chosen_ids"] for p in sweep.training_pairs(pairs, small.replace(data_seed=d))] for d in (None, 1)]
+    assert chosen[0] != chosen[1]  # another subset of the pairs
+    assert chosen[0] == [p["chosen_ids"] for p in sweep.training_pairs(pairs, small.replace(data_seed=0))]
+
+
 @pytest.mark.parametrize("folder", ["runs", "runs-replicate"])
 def test_shipped_reference_runs_are_the_current_cpu_sweep(folder):
     """data/runs and data/runs-replicate must each be one complete cpu sweep made with today's settings
     (else notebook 07 and the READMEs quote numbers the code no longer makes): every cell of the grid,
-    trained as trainer_settings says, evaluated at every eval step, exported files only."""
+    preference runs, PPO and Best-of-N alike, trained as the profile says, evaluated at every eval step,
+    exported files only; the replicate redraws the data (data_seed 1) from the same released pi_SFT."""
+    from dpo_lab.rlhf import BEST_OF_N_METHODS, PPO_METHODS
+
     found = evaluation.frontier_runs(results.reference_dir().parent / folder)
     by_tag = {}
     for run in found:
@@ -306,19 +323,34 @@ def test_shipped_reference_runs_are_the_current_cpu_sweep(folder):
     specs = sweep.grid(CPU)
     assert len(found) == len(specs) + 1  # plus the evaluation of pi_SFT
     assert sum(r.config["tag"]["method"] == evaluation.REFERENCE_METHOD for r in found) == 1
-    steps = list(range(CPU.eval_every, CPU.pref_steps + 1, CPU.eval_every))
+    assert {r.config["tag"]["eval"]["seed"] for r in found} == {0 if folder == "runs" else 1}
+    assert {m for m in (s.method for s in specs)} >= {"dpo", "preferred_ft", "unlikelihood", *PPO_METHODS}
+    updates = CPU.ppo_batch_size // CPU.ppo_minibatch_size * CPU.ppo_epochs  # optimiser steps per rollout
     for spec in specs:
-        want = sweep.trainer_settings(spec, CPU)
-        tag = {k: v for k, v in want["run_tag"].items() if k != "profile"}
+        tag = {k: v for k, v in sweep.run_tag(spec, CPU).items() if k != "profile"}
         run = by_tag[json.dumps(tag, sort_keys=True)]
-        cfg = run.config
+        cfg, evals = run.config, [r["step"] for r in run.metrics() if r.get("split") == "eval"]
+        if spec.method in BEST_OF_N_METHODS:
+            assert evals == [0] and run.result["final_eval"]["eval/bon_n"] == spec.hyper, spec.label
+            continue
+        if spec.method in PPO_METHODS:
+            ppo = cfg["ppo"]
+            assert ppo["target_kl"] == spec.hyper and ppo["batch_size"] == CPU.ppo_batch_size, spec.label
+            knobs = (CPU.ppo_epochs, CPU.ppo_kl_coef, CPU.ppo_horizon)
+            assert (ppo["ppo_epochs"], ppo["kl_coef"], ppo["horizon"]) == knobs, spec.label
+            assert cfg["settings"]["lr"] == CPU.ppo_lr and cfg["settings"]["steps"] == CPU.ppo_iterations * updates
+            assert cfg["reward"].startswith("reward_model-" if spec.method == "ppo" else "gold "), spec.label
+            every = CPU.ppo_eval_every * updates
+            assert evals == list(range(every, CPU.ppo_iterations * updates + 1, every)), spec.label
+            continue
+        want = sweep.trainer_settings(spec, CPU)
         assert (cfg["loss"], cfg["beta"], cfg["loss_kwargs"]) == (want["loss"], want["beta"], want["loss_kwargs"])
         for key in ("steps", "batch_size", "lr", "optimizer", "warmup_steps", "seed", "eval_every"):
             assert cfg["settings"][key] == want[key], (spec.label, key)
-        assert [r["step"] for r in run.metrics() if r.get("split") == "eval"] == steps, spec.label
+        assert evals == list(range(CPU.eval_every, CPU.pref_steps + 1, CPU.eval_every)), spec.label
     readme = (results.reference_dir().parent / "README.md").read_text()
     assert "`cpu`" in readme and "python -m dpo_lab.sweep --export data/runs" in readme
-    assert "not gpt2-large results" in readme
+    assert "--data-seed 1" in readme and "not gpt2-large results" in readme
 
 
 def test_progress_bars_are_named_like_the_figure_legend(tiny_context, capsys):

@@ -22,7 +22,8 @@ train           ``train_sft(model, sequences, ...)`` -> ``TrainResult`` (policy,
 preference_     ``train_preferences(policy, ref, pairs, loss=...)`` -> ``TrainResult``: DPO and
 training        its family on that loop, reference log-probs computed once
 reward_model    RLHF stage 1 (Eq. 2): ``RewardModel``, ``train_reward_model``, ``reward_scores``,
-                ``calibration`` (notebook 04, section 9; the sweep's through ``dpo_lab.rlhf``)
+                ``calibration`` (notebook 04, section 9; the sweep's through ``dpo_lab.rlhf``);
+                ``implicit_rewards(policy, ref, pairs)``, DPO's reward model read off a policy
 ppo,            RLHF stage 2 (Eq. 3): PPO's per-token pieces, and ``train_ppo(policy, ref, prompt_ids,
 ppo_training    reward_fn, ...)`` on the same loop (the sweep's PPO and PPO-GT, ``dpo_lab.rlhf``)
 best_of_n       ``best_of_n(policy, prompt_ids, n, reward_fn, ...)``: n samples per prompt, the best kept;

@@ -163,6 +163,35 @@ def pair_accuracy(chosen: torch.Tensor, rejected: torch.Tensor) -> float:
     return float(((chosen > rejected).float() + 0.5 * (chosen == rejected).float()).mean())
 
 
+def implicit_rewards(policy, ref, pairs: list[dict], batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """DPO's implicit reward of the chosen and of the rejected response of every pair, (B,) each: the
+    log-ratio log pi(y | x) - log pi_ref(y | x). A policy pi is optimal (Eq. 4) for the reward
+    beta * log pi / pi_ref (DPO paper Eq. 5, Theorem 1); the factor beta > 0 changes no ordering, so
+    ``pair_accuracy(*implicit_rewards(pi, pi_ref, pairs))`` is how often pi's implicit reward model
+    orders held-out pairs as labelled.
+
+    Introduced in notebook 06. ``pairs``: dicts with ``prompt_ids``, ``chosen_ids`` and
+    ``rejected_ids``, responses as the preference trainer sees them (no EOS appended).
+    """
+    from .logprobs import sequence_logprobs
+
+    if not isinstance(pairs, list) or not pairs:
+        raise ValueError(f"pairs: need a non-empty list of pairs, got {type(pairs).__name__} of {len(pairs or [])}")
+    for i, pair in enumerate(pairs):
+        missing = [k for k in ("prompt_ids", "chosen_ids", "rejected_ids") if k not in pair]
+        if missing:
+            raise ValueError(f"pairs[{i}]: missing {', '.join(missing)}")
+    prompts = [q["prompt_ids"] for q in pairs]
+
+    def log_ratio(key: str) -> torch.Tensor:
+        responses = [q[key] for q in pairs]
+        return sequence_logprobs(policy, prompts, responses, batch_size, add_eos=False) - sequence_logprobs(
+            ref, prompts, responses, batch_size, add_eos=False
+        )
+
+    return log_ratio("chosen_ids"), log_ratio("rejected_ids")
+
+
 def calibration(chosen: torch.Tensor, rejected: torch.Tensor, bins: int = 10) -> list[dict]:
     """How well the model's Bradley-Terry probabilities match how often the labels agree with it.
 

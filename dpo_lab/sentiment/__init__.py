@@ -15,7 +15,8 @@ gold_reward    ``load_gold_reward`` (offline n-gram classifier or hub pipeline),
                ``load_second_scorer`` (VADER), ``scorer_accuracy``
 sft            ``sft_policy`` (pi_SFT, trained once and stored), ``prompt_ids``, ``perplexity``
 release        ``export_release``, ``load_release``: a trained pi_SFT shipped in a folder, loaded
-               instead of retrained where the profile names one (``DPO_LAB_SFT=train`` retrains)
+               instead of retrained where the profile names one (``DPO_LAB_SFT=train`` retrains);
+               ``export_pairs``, ``released_pairs``: the preference pairs shipped with it
 pairs          ``preference_data`` (samples, 6 ordered pairs per prompt, ODPO offsets),
                ``load_pairs``, ``trainer_pairs``
 task           ``IMDbTask``: all of the above as the ``dpo_lab.task.Task`` the sweep runs
@@ -71,6 +72,7 @@ from .pairs import (
     write_pairs,
 )
 from .prompts import heldout_prompts, make_prompts, prompt_length, train_prompts
+from .release import export_pairs, export_release, load_release, released_pairs
 from .reviews import Reviews, aclimdb_reviews, bundled_reviews, clean_review, hub_reviews, load_reviews
 from .sft import (
     heldout_windows,
@@ -101,6 +103,10 @@ __all__ = [
     "make_prompts",
     "train_prompts",
     "heldout_prompts",
+    "export_release",
+    "load_release",
+    "export_pairs",
+    "released_pairs",
     "PREFIX_WORDS",
     "NgramClassifier",
     "train_ngram_classifier",

@@ -37,6 +37,7 @@ keeps its EOS when it has one, so preference training must not append another
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import json
 import math
@@ -305,9 +306,10 @@ def _check_pair(pair, where: str) -> None:
 
 
 def load_pairs(path: str | Path) -> list[dict]:
-    """The pairs of a file written by :func:`write_pairs`, each checked: a malformed line, a missing
-    field, an empty or identical chosen / rejected, a non-finite score or offset, an unordered pair
-    or bad token ids raise ``ValueError`` naming the file and line.
+    """The pairs of a file written by :func:`write_pairs` (gzip-compressed when its name ends in
+    ``.gz``, as a release ships them), each checked: a malformed line, a missing field, an empty or
+    identical chosen / rejected, a non-finite score or offset, an unordered pair or bad token ids
+    raise ``ValueError`` naming the file and line.
 
     Introduced in notebook 05.
     """
@@ -315,7 +317,7 @@ def load_pairs(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"no pairs file at {path}")
     pairs = []
-    with open(path, encoding="utf-8") as fh:
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rt", encoding="utf-8") as fh:
         for number, line in enumerate(fh, start=1):
             where = f"{path}, line {number}"
             if not line.strip():

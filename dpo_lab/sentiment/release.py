@@ -12,9 +12,12 @@ file                what it holds
 model.safetensors   the weights (``lm.save_model``: safetensors, no pickle), with ``config.json``
 tokenizer files     the policy's tokenizer (``tokenizer.json`` ...)
 metrics.jsonl       the training run's records: its loss curve and held-out perplexities
+pairs.jsonl.gz      the preference pairs sampled from it (``sentiment.preference_data``), optional:
+                    :func:`export_pairs` adds them, :func:`released_pairs` reads them back
 release.json        ``recipe`` (every profile knob that shapes pi_SFT, :func:`recipe`), ``run`` (the
                     training run's id), ``result`` (its result: final perplexity ...), ``sha256`` of
-                    the weights, ``command`` (how to rebuild it), ``made`` (commit, time, machine)
+                    the weights, ``command`` (how to rebuild it); ``pairs`` (file, checksum, count,
+                    the pairs run and its settings) once pairs are added
 ==================  ==============================================================================
 
 A release is only used for the profile it was made with: :func:`load_release` compares the recipe and
@@ -25,6 +28,7 @@ everything built on pi_SFT downstream (pairs, the sweep) is keyed to exactly the
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -38,6 +42,7 @@ from ..task import SFTPolicy
 
 RELEASE_FILE = "release.json"
 WEIGHTS_FILE = "model.safetensors"
+PAIRS_FILE = "pairs.jsonl.gz"
 #: ``DPO_LAB_SFT=train`` trains pi_SFT from scratch even where the profile names a release.
 ENV_VAR = "DPO_LAB_SFT"
 #: The profile knobs that shape pi_SFT (its data, tokenizer, sizes and training); a release is
@@ -134,9 +139,56 @@ def load_release(folder: str | Path, profile: _config.Profile) -> SFTPolicy:
     return SFTPolicy(load_model(folder, device=_config.device()), load_tokenizer(folder), folder, run, meta["result"])
 
 
+def export_pairs(data, dest: str | Path) -> Path:
+    """Add the preference pairs ``data`` (``sentiment.preference_data``, built from the release in
+    ``dest``) to that release: ``pairs.jsonl.gz`` and its entry in ``release.json``. Returns the file.
+
+    Introduced in notebook 05. ValueError naming the file when ``dest`` holds no release or the pairs
+    were sampled from another pi_SFT.
+    """
+    dest = Path(dest)
+    meta_file = dest / RELEASE_FILE
+    if not meta_file.is_file():
+        raise ValueError(f"{meta_file}: no pi_SFT release here to add pairs to")
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    policy = data.run.config["policy"]
+    made_from = json.loads((data.run.path.parent / policy / "config.json").read_text(encoding="utf-8"))
+    if made_from.get("release") != meta["sha256"]:
+        raise ValueError(f"{meta_file}: the pairs of run {data.run.id} come from {policy}, not this release")
+    out = dest / PAIRS_FILE
+    with gzip.GzipFile(out, "wb", mtime=0) as fh:  # mtime 0: the same pairs give the same bytes
+        fh.write(Path(data.path).read_bytes())
+    settings = {k: v for k, v in data.run.config.items() if k != "policy"}
+    meta["pairs"] = {"file": PAIRS_FILE, "sha256": _sha256(out), "n_pairs": data.result["n_pairs"],
+                     "run": data.run.id, "settings": settings}  # fmt: skip
+    write_json(meta_file, meta)
+    return out
+
+
+def released_pairs(profile: _config.Profile) -> list[dict] | None:
+    """The preference pairs shipped with the profile's release (checked line by line and against
+    their checksum), or None when the profile names no release or it ships no pairs.
+
+    Introduced in notebook 05.
+    """
+    from .pairs import load_pairs
+
+    folder = release_dir(profile)
+    meta_file = folder / RELEASE_FILE if folder else None
+    if meta_file is None or not meta_file.is_file():
+        return None
+    entry = json.loads(meta_file.read_text(encoding="utf-8")).get("pairs")
+    if not entry:
+        return None
+    path = folder / entry["file"]
+    if _sha256(path) != entry["sha256"]:
+        raise ValueError(f"{path}: the pairs do not match the checksum in {meta_file}")
+    return load_pairs(path)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m dpo_lab.sentiment.release DEST [--profile P]``: train (or load) the profile's pi_SFT
-    from scratch and write it as a release in DEST."""
+    """``python -m dpo_lab.sentiment.release DEST [--profile P] [--pairs]``: train the profile's pi_SFT
+    from scratch and write it as a release in DEST, with its preference pairs if asked."""
     import argparse
 
     from .sft import sft_policy
@@ -144,12 +196,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dest", help="the release folder to write (e.g. data/sft-cpu)")
     parser.add_argument("--profile", default=None, choices=sorted(_config.PROFILES))
+    parser.add_argument("--pairs", action="store_true", help="also sample, score and ship its preference pairs")
     args = parser.parse_args(argv)
     profile = _config.get_profile(args.profile)
     os.environ[ENV_VAR] = "train"  # a release is made from a trained pi_SFT, never from another release
     sft = sft_policy(profile)
     folder = export_release(sft, profile, args.dest)
     print(f"released {sft.run.id} (held-out perplexity {sft.result['final_eval']['perplexity']:.1f}) to {folder}")
+    if args.pairs:
+        from .pairs import preference_data
+
+        data = preference_data(profile, policy=load_release(folder, profile))  # sampled from the released weights
+        print(f"added {data.result['n_pairs']} pairs: {export_pairs(data, folder)}")
     return 0
 
 
