@@ -474,8 +474,9 @@ def hacking_onset(points: Sequence[dict], kl: str = "exact", drop: float = 0.1) 
     (docs/background.md 6: distinct-1 fell 0.40 -> 0.29 and never came back), and repetition shows first in
     distinct-1. ``drop`` = 0.1 sits well below that 28% fall. A fall must persist because a policy
     trained at a large learning rate also dips into repetition for an evaluation or two and recovers
-    (the second cpu sweep in ``data/runs-replicate`` does, by up to 24%, with no gain in reward); a
-    policy that has learned that repetition pays keeps repeating.
+    (the first cpu sweeps did, by up to 24%, with no gain in reward); a policy that has learned that
+    repetition pays keeps repeating. Only trained methods count (:func:`competitors`): Best-of-N
+    learns nothing, and the best of 16 samples of pi_SFT can be plainer text than one sample.
     """
     if not 0 < drop < 1:
         raise ValueError(f"drop: need a share in (0, 1), got {drop!r}")
@@ -485,9 +486,8 @@ def hacking_onset(points: Sequence[dict], kl: str = "exact", drop: float = 0.1) 
         raise ValueError("points: need the SFT reference evaluation (method 'sft') as the baseline")
     floor = (1 - drop) * float(np.mean(column(ref, "distinct1")))
     by_run: dict[str, list[dict]] = {}
-    for p in points:
-        if p["method"] != REFERENCE_METHOD:
-            by_run.setdefault(p["run"], []).append(p)
+    for p in competitors(points):
+        by_run.setdefault(p["run"], []).append(p)
     onsets = []
     for evaluations in by_run.values():
         evaluations.sort(key=lambda p: p["step"])

@@ -248,6 +248,14 @@ def test_hacking_onset_finds_the_lowest_kl_repetitive_point():
         fr.hacking_onset(pts[1:])
 
 
+def test_hacking_onset_counts_trained_policies_only():
+    sft = {**point("sft", kl=0.0, step=0, hyper=None), "distinct1": 0.40}
+    bon = {**point("best_of_n", kl=1.8, step=0, hyper=16), "distinct1": 0.30}  # plainer, but nothing learned
+    ppo = [{**point("ppo", kl=k, step=s, hyper=12.0), "distinct1": d} for k, s, d in ((3, 80, 0.39), (9, 160, 0.3))]
+    assert fr.hacking_onset([sft, bon]) is None
+    assert fr.hacking_onset([sft, bon, *ppo])["method"] == "ppo"
+
+
 def test_hacking_onset_ignores_a_dip_the_run_recovers_from():
     sft = dict(point("sft", kl=0.0, step=0), distinct1=0.40)
     dip = [
