@@ -100,7 +100,7 @@ class Profile:
     pref_warmup_steps: int = 10  # paper: 150
     pref_lr_schedule: str = "constant"  # after warmup (paper: constant); "cosine" decays to 0 by the last step
     pref_batch_size: int = 16  # pairs per optimiser step (paper: 64); 2 x 16-pair runs fit 2 cores
-    pref_steps: int = 100  # 16 runs x 100 steps on 2 workers: the cpu sweep's 45-minute budget
+    pref_steps: int = 100  # 16 preference runs x 100 steps on 2 workers: about 20 of the cpu sweep's 37 minutes
     eval_every: int = 25  # paper: every 100 steps
     pref_checkpoint_every: int = 50  # steps between the checkpoints a killed run resumes from
     eval_samples_per_prompt: int = 1
