@@ -12,7 +12,8 @@ gpu-small the same on a 16 GB GPU (a free notebook GPU): gpt2, 500 steps per run
 ========  =====================================================================================
 
 The gpu profile is the cpu code path with other sizes and asset names, never a separate
-implementation: nothing outside this file branches on the profile's name.
+implementation: nothing outside this file branches on the profile's name. ``DPO_LAB_OVERRIDES`` names a
+JSON file of knob overrides per profile (:func:`load_overrides`), e.g. local paths for the hub's assets.
 
 Every figure and every number the notebooks produce is labelled with ``profile.name``.
 """
@@ -27,6 +28,9 @@ from pathlib import Path
 
 ENV_VAR = "DPO_LAB_PROFILE"
 RESULTS_ENV_VAR = "DPO_LAB_RESULTS"
+#: A JSON file of knob overrides per profile, ``{"gpu": {"model_name": "/mirror/gpt2-large", ...}}``: how a
+#: machine with local copies of the hub's assets (or other sizes) runs a profile without editing this file.
+OVERRIDES_ENV_VAR = "DPO_LAB_OVERRIDES"
 DEFAULT_PROFILE = "cpu"
 
 
@@ -292,7 +296,48 @@ def get_profile(name: str | None = None) -> Profile:
         raise ValueError(
             f"unknown profile {name!r} (from argument or ${ENV_VAR}); valid profiles: " + ", ".join(PROFILES)
         )
-    return PROFILES[key]
+    path = os.environ.get(OVERRIDES_ENV_VAR, "").strip()
+    return PROFILES[key].replace(**load_overrides(path, key)) if path else PROFILES[key]
+
+
+def load_overrides(path: str | Path, profile: str) -> dict:
+    """The knob overrides for ``profile`` in the JSON file at ``path`` (``$DPO_LAB_OVERRIDES``): an object
+    of profile name -> {knob: value}; lists become tuples where the knob is a tuple. Profiles the file
+    does not name get no overrides. ValueError naming the file (and the profile and knob) for a missing
+    or malformed file, an unknown profile or knob, or a value of the wrong type.
+
+    README, "On a GPU", shows its use: the gpu profile pointed at local mirrors of the hub's assets.
+    """
+    import json
+
+    path = Path(path)
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path} (${OVERRIDES_ENV_VAR}): cannot read a JSON object of overrides ({err})") from err
+    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+        raise ValueError(f"{path} (${OVERRIDES_ENV_VAR}): need {{profile: {{knob: value}}}}, got {table!r:.80}")
+    unknown = sorted(set(table) - set(PROFILES))
+    if unknown:
+        raise ValueError(f"{path}: unknown profile(s) {unknown}; valid profiles: {', '.join(PROFILES)}")
+    fields = {f.name: f for f in dataclasses.fields(Profile) if f.name != "name"}
+    out = {}
+    for knob, value in table.get(profile, {}).items():
+        if knob not in fields:
+            raise ValueError(f"{path}: profile {profile!r} has no knob {knob!r}")
+        default = getattr(PROFILES[profile], knob)
+        if value is None and "None" in str(fields[knob].type):  # an optional knob switched off
+            out[knob] = None
+            continue
+        if isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        kinds = (type(default),) if default is not None else (str, int, type(None))
+        if isinstance(default, float):
+            kinds = (int, float)
+        if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, kinds):
+            raise ValueError(f"{path}: {profile}.{knob} = {value!r}: need a {type(default).__name__} like {default!r}")
+        out[knob] = value
+    return out
 
 
 def profile_table(names: tuple[str, ...] = tuple(PROFILES)) -> str:

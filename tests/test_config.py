@@ -102,3 +102,43 @@ def test_data_seed_redraws_the_data_and_keeps_the_pi_sft_recipe():
     assert cpu.sampling_seed == cpu.seed == 0 and cpu.replace(data_seed=1).sampling_seed == 1
     assert release.recipe(cpu.replace(data_seed=1)) == release.recipe(cpu)  # the replicate keeps the release
     assert cpu.replace(data_seed=0).sampling_seed == 0 and cpu.replace(seed=3).sampling_seed == 3
+
+
+def test_an_overrides_file_points_a_profile_at_local_mirrors(monkeypatch, tmp_path):
+    path = tmp_path / "mirrors.json"
+    path.write_text(
+        '{"gpu": {"model_name": "/mirror/gpt2-large", "dataset_name": "/mirror/imdb", "ppo_target_kls": [3, 6]},'
+        ' "cpu": {"pref_steps": 50, "sft_release": null}}'
+    )
+    monkeypatch.setenv(config.OVERRIDES_ENV_VAR, str(path))
+    gpu = config.get_profile("gpu")
+    assert gpu.model_name == "/mirror/gpt2-large" and gpu.dataset_name == "/mirror/imdb"
+    assert gpu.ppo_target_kls == (3, 6) and gpu.gold_reward_name == config.PROFILES["gpu"].gold_reward_name
+    assert config.get_profile("cpu").pref_steps == 50 and config.get_profile("cpu").sft_release is None
+    assert config.get_profile("smoke") == config.PROFILES["smoke"]  # not named in the file: untouched
+    monkeypatch.delenv(config.OVERRIDES_ENV_VAR)
+    assert config.get_profile("gpu") == config.PROFILES["gpu"]
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("{not json", "cannot read a JSON object"),
+        ('["gpu"]', "need {profile: {knob: value}}"),
+        ('{"tpu": {}}', r"unknown profile\(s\) \['tpu'\]"),
+        ('{"gpu": {"model_nme": "x"}}', "profile 'gpu' has no knob 'model_nme'"),
+        ('{"gpu": {"pref_steps": "many"}}', r"gpu.pref_steps = 'many': need a int"),
+        ('{"gpu": {"pref_steps": true}}', "gpu.pref_steps = True"),
+        ('{"gpu": {"pref_lr": [1]}}', "gpu.pref_lr"),
+    ],
+)
+def test_a_bad_overrides_file_is_refused_naming_the_file(monkeypatch, tmp_path, text, match):
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    monkeypatch.setenv(config.OVERRIDES_ENV_VAR, str(path))
+    with pytest.raises(ValueError, match=match) as err:
+        config.get_profile("gpu")
+    assert str(path) in str(err.value)
+    monkeypatch.setenv(config.OVERRIDES_ENV_VAR, str(tmp_path / "missing.json"))
+    with pytest.raises(ValueError, match="missing.json"):
+        config.get_profile("gpu")
