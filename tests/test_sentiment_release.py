@@ -114,3 +114,17 @@ def test_the_shipped_release_is_whole_and_loads_for_its_recipe():
     assert release.use_release(cpu) and release.release_dir(cpu) == folder and release.recipe(cpu) == meta["recipe"]
     pairs = release.released_pairs(cpu)  # checked line by line and against the checksum
     assert len(pairs) == meta["pairs"]["n_pairs"] == 11_994 and meta["pairs"]["settings"]["n_prompts"] == cpu.n_prompts
+
+
+def test_the_command_line_releases_pi_sft_with_its_pairs(trained, tmp_path, monkeypatch, capsys):
+    policy, profile = trained
+    profile = profile.replace(n_prompts=6, max_new_tokens=6)
+    monkeypatch.setattr(config, "get_profile", lambda name=None: profile)
+    monkeypatch.setenv(release.ENV_VAR, "release")  # main sets it to train; restored after the test
+    dest = tmp_path / "sft-release"
+    assert release.main([str(dest), "--pairs"]) == 0
+    out = capsys.readouterr().out
+    assert f"released {policy.run.id}" in out and "added" in out and release.PAIRS_FILE in out
+    meta = json.loads((dest / release.RELEASE_FILE).read_text())
+    assert meta["run"] == policy.run.id and meta["pairs"]["settings"]["n_prompts"] == 6
+    assert len(release.released_pairs(profile.replace(sft_release=str(dest)))) == meta["pairs"]["n_pairs"] > 0
