@@ -22,7 +22,7 @@ def test_check_close_fails_with_what_was_expected(capsys):
 
 
 def test_check_close_fails_on_shape_mismatch():
-    with pytest.raises(AssertionError, match="shape"):
+    with pytest.raises(AssertionError, match=r"got shape \(2,\), expected shape \(1, 2\)"):
         checks.check_close("shape", [1.0, 2.0], [[1.0, 2.0]])
 
 
@@ -78,3 +78,49 @@ def test_student_code_that_raises_fails_with_the_checkers_message(capsys):
     assert out.count("FAIL  exercise") == 4  # each one printed as a verdict, not a traceback
     checks.check_close("exercise", lambda: 1.0, 1.0)
     checks.check_true("exercise", lambda: True, "holds")
+
+
+def _failure(check, *args, **kwargs) -> str:
+    with pytest.raises(AssertionError) as err:
+        check(*args, **kwargs)
+    return str(err.value)
+
+
+@pytest.mark.parametrize(
+    "check, args, got, expected",
+    [
+        (checks.check_close, ("close", [1.0, 2.0], [1.0, 2.5]), "[1. 2.]", "[1.  2.5]"),
+        (checks.check_close, ("scalar", 3.0, 4.0), "3", "4"),
+        (checks.check_function, ("fn", lambda x: x, lambda x: x + 1, [(np.zeros(2),)]), "[0. 0.]", "[1. 1.]"),
+        (checks.check_true, ("true", lambda: 0.0, "expected a positive number"), "0", None),
+        (checks.check_true, ("true", False, "expected a positive number"), "False", None),
+    ],
+)
+def test_every_failure_says_what_it_got_and_what_was_expected(check, args, got, expected):
+    message = _failure(check, *args)
+    assert f"got      {got}" in message, message
+    if expected is not None:
+        assert f"expected {expected}" in message, message
+    else:
+        assert "expected a positive number" in message, message
+
+
+def test_a_raising_function_fails_with_the_exception_and_the_expected_value():
+    def broken(x):
+        return x["missing"]
+
+    message = _failure(checks.check_function, "ex", broken, lambda x: 2 * x, [(np.ones(2),)])
+    assert "your function raised IndexError" in message
+    assert "got      IndexError: only integers" in message and "expected [2. 2.]" in message
+    message = _failure(checks.check_close, "ex", lambda: broken(1.0), 0.5)
+    assert "got      TypeError" in message and "expected 0.5" in message
+    message = _failure(checks.check_true, "ex", lambda: broken(1.0), "expected a dict")
+    assert "got      TypeError" in message and "expected expected a dict" in message
+    message = _failure(checks.call, "ex", broken, 1.0)
+    assert "got      TypeError" in message and "expected a return value" in message
+
+
+def test_long_arrays_are_shown_on_one_line():
+    message = _failure(checks.check_close, "wide", np.full(20, 1e-10 + 1 / 3), np.zeros(20))
+    got_line = next(ln for ln in message.splitlines() if ln.strip().startswith("got"))
+    assert got_line.count("0.333333") == 6, message  # the first six values, not wrapped onto a second line
