@@ -10,7 +10,7 @@ TORCH  ?= torch==2.13.0
 EXTRAS ?= test
 STAMP  := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: install lint test reproduce lab student clean
+.PHONY: install lint test reproduce lab student assignment grade book clean
 
 install: $(STAMP)
 
@@ -41,6 +41,15 @@ lab: $(STAMP)
 
 student: $(STAMP)
 	$(PY) -m dpo_lab.assignments
+
+# build/course/: the nbgrader course (sources generated from the solution markers, the student release)
+assignment: $(STAMP)
+	$(PY) -m dpo_lab.grading release
+
+# Autograde SUBMISSIONS (one folder per student) into build/course/grades.csv and nbgrader's feedback
+grade: $(STAMP)
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder-with-one-folder-per-student" >&2; exit 2; }
+	$(PY) -m dpo_lab.grading grade "$(SUBMISSIONS)"
 
 clean:
 	rm -rf build results

@@ -29,6 +29,7 @@ Typical use::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -147,29 +148,35 @@ class Run:
         payload = {"step": int(step), "state": state}
         atomic_write(self.path / "checkpoint.pt", lambda p: torch.save(payload, p))
 
-    def resume(self) -> tuple[int, dict] | None:
-        """The last checkpoint as ``(step, state)``, or None for a fresh start.
-
-        Metric records logged after that checkpoint (records whose ``step`` is larger) are dropped,
-        since the resumed run logs them again; with no checkpoint all records are dropped. Temporary
-        files that a process killed in the middle of a write left behind are removed. The checkpoint is
-        read with ``weights_only=True``: tensors, numbers, strings and containers of them, never
-        arbitrary pickled objects, so a run folder from someone else cannot run code here.
-        """
+    def checkpoint(self) -> tuple[int, dict] | None:
+        """The last checkpoint as ``(step, state)``, or None when there is none; reads only (the other
+        ranks of a ``torchrun`` run load rank 0's checkpoint this way, after rank 0's :meth:`resume`).
+        Read with ``weights_only=True``: tensors, numbers, strings and containers of them, never
+        arbitrary pickled objects, so a run folder from someone else cannot run code here."""
         import torch
 
-        for stale in self.path.glob(".*.tmp"):  # atomic_write's temporaries of a killed writer
-            stale.unlink(missing_ok=True)
         ckpt = self.path / "checkpoint.pt"
         try:
             payload = torch.load(ckpt, map_location="cpu", weights_only=True) if ckpt.exists() else None
         except Exception as err:  # noqa: BLE001 - torch raises UnpicklingError and others for refused content
             raise ValueError(f"{ckpt}: not a checkpoint of plain tensors and numbers, refused ({err})") from None
-        last = payload["step"] if payload else None
+        return (payload["step"], payload["state"]) if payload else None
+
+    def resume(self) -> tuple[int, dict] | None:
+        """The last checkpoint as ``(step, state)`` (:meth:`checkpoint`), or None for a fresh start.
+
+        Metric records logged after that checkpoint (records whose ``step`` is larger) are dropped,
+        since the resumed run logs them again; with no checkpoint all records are dropped. Temporary
+        files that a process killed in the middle of a write left behind are removed.
+        """
+        for stale in self.path.glob(".*.tmp"):  # atomic_write's temporaries of a killed writer
+            stale.unlink(missing_ok=True)
+        resumed = self.checkpoint()
+        last = resumed[0] if resumed else None
         kept = [r for r in self.metrics() if last is not None and r.get("step", 0) <= last]
         lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept)
         atomic_write(self.path / "metrics.jsonl", lambda p: p.write_text(lines, encoding="utf-8"))
-        return (payload["step"], payload["state"]) if payload else None
+        return resumed
 
     # --- results -------------------------------------------------------------------------
     def artifact(self, name: str) -> Path:
@@ -195,11 +202,33 @@ class Run:
         return json.loads(path.read_text(encoding="utf-8"))
 
 
+#: The folder that :func:`runs_root` falls back to inside :func:`profile_runs` (innermost last).
+_DEFAULT_ROOTS: list[Path] = []
+
+
 def runs_root(root: str | Path | None = None) -> Path:
-    """``root`` or ``<results_dir()>/runs``."""
-    path = Path(root) if root is not None else _config.results_dir() / "runs"
+    """``root``; else, inside :func:`profile_runs`, that profile's folder; else ``<results_dir()>/runs``
+    (the profile of ``$DPO_LAB_PROFILE``)."""
+    if root is not None:
+        path = Path(root)
+    elif _DEFAULT_ROOTS:
+        path = _DEFAULT_ROOTS[-1]
+    else:
+        path = _config.results_dir() / "runs"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def profile_runs(profile: _config.Profile):
+    """Inside it, runs opened or listed without a ``root`` live in ``<results_dir(profile)>/runs``: the
+    sweep of a profile object files its runs (and the task's cached ones) under that profile's results,
+    whatever ``$DPO_LAB_PROFILE`` says. Introduced in notebook 06."""
+    _DEFAULT_ROOTS.append(_config.results_dir(profile) / "runs")
+    try:
+        yield _DEFAULT_ROOTS[-1]
+    finally:
+        _DEFAULT_ROOTS.pop()
 
 
 #: Run folders this process holds the lock of (path -> open lock file), until the run finishes.

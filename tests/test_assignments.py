@@ -1,6 +1,7 @@
 """The student release: solution blocks become `raise NotImplementedError()`, nothing else changes."""
 
 import difflib
+import re
 
 import nbformat
 import pytest
@@ -97,3 +98,107 @@ def test_build_writes_every_student_notebook(tmp_path):
 def test_module_entry_point(tmp_path, capsys):
     assert assignments.main(["--out", str(tmp_path / "s")]) == 0
     assert "wrote" in capsys.readouterr().out
+
+
+# nbgrader sources (make assignment): metadata generated from the markers, checked on every notebook.
+
+ASSIGNMENT_NOTEBOOKS = [p for p in notebooks() if not p.name.startswith("00_")]
+
+
+def test_every_notebook_that_teaches_is_an_assignment_and_00_is_not():
+    assert assignments.assignment_notebooks() == ASSIGNMENT_NOTEBOOKS
+
+
+@pytest.mark.parametrize("path", ASSIGNMENT_NOTEBOOKS, ids=lambda p: p.name)
+def test_nbgrader_source_metadata(path):
+    from nbgrader.nbgraderformat import MetadataValidator
+
+    stored = nbformat.read(path, as_version=4)
+    assert not any("nbgrader" in c.metadata for c in stored.cells), "stored notebooks carry no grader metadata"
+    nb = assignments.nbgrader_notebook(path)
+    MetadataValidator().validate_nb(nb)  # nbgrader's own schema (v3) and its unique grade_id rule
+    assert [c.source for c in nb.cells] == [c.source for c in stored.cells], "the source keeps every cell as stored"
+    meta = [c.metadata.get("nbgrader") for c in nb.cells]
+    solutions = [i for i, m in enumerate(meta) if m and m["solution"]]
+    graded = [i for i, m in enumerate(meta) if m and m["grade"]]
+    assert len(solutions) >= 3, "at least 3 exercises in every notebook that teaches"
+    assert graded == [i + 1 for i in solutions], "each solution cell is followed at once by its graded check"
+    for i in solutions:
+        assert assignments.BEGIN in nb.cells[i].source and meta[i]["grade"] is False and meta[i]["locked"] is False
+        check = nb.cells[i + 1]
+        assert check.cell_type == "code" and "checks." in check.source and assignments.BEGIN not in check.source
+        assert meta[i + 1]["locked"] is True and meta[i + 1]["grade_id"] == meta[i]["grade_id"] + "_check"
+    assert sum(m["points"] for m in meta if m and m["grade"]) == assignments.POINTS * len(solutions)
+    ids = [m["grade_id"] for m in meta if m]
+    assert len(ids) == len(set(ids))
+    for cell, m in zip(nb.cells, meta):
+        if cell.cell_type == "markdown":
+            assert m == {
+                "schema_version": 3,
+                "grade_id": m["grade_id"],
+                "solution": False,
+                "grade": False,
+                "locked": True,
+            }
+        elif m is None:
+            assert assignments.BEGIN not in cell.source
+        assert cell.get("outputs", []) == []
+
+
+def _nb(*cells):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell(s[3:]) if s.startswith("md:") else nbformat.v4.new_code_cell(s) for s in cells
+    ]
+    return nb
+
+
+EXERCISE = "def f(x):\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION"
+CHECK = "checks.check_function('f', f, lambda x: x, [(1.0,)])"
+
+
+def test_exercises_names_each_exercise_by_the_function_it_defines():
+    nb = _nb("md:# t", EXERCISE, CHECK, "x = 1\n### BEGIN SOLUTION\ny = 2\n### END SOLUTION", CHECK)
+    assert assignments.exercises(nb) == [(1, 2, "f"), (3, 4, "exercise_2")]
+
+
+@pytest.mark.parametrize(
+    "cells, message",
+    [
+        ((EXERCISE,), "nb.ipynb, cell 0: the exercise is not followed by a code cell calling dpo_lab.checks"),
+        ((EXERCISE, "md:text"), "cell 0: the exercise is not followed by a code cell"),
+        ((EXERCISE, "print(1)"), "cell 0: the exercise is not followed by a code cell"),
+        ((EXERCISE, CHECK + "\n" + EXERCISE), "cell 1: the check cell of cell 0 holds a solution itself"),
+        ((EXERCISE, CHECK, EXERCISE, CHECK), "cell 2: a second exercise named 'f'"),
+        (("### BEGIN SOLUTION\nx = 1", CHECK), "cell 0, line 1: ### BEGIN SOLUTION is never closed"),
+    ],
+)
+def test_malformed_exercises_name_the_file_and_cell(cells, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        assignments.exercises(_nb(*cells), where="nb.ipynb")
+
+
+@pytest.mark.parametrize(
+    "cells, message",
+    [
+        (("md:# t", "x = 1"), "nb.ipynb: no exercise (no ### BEGIN SOLUTION block), nothing to grade"),
+        (
+            ("md:write `### END SOLUTION` here", EXERCISE, CHECK),
+            "nb.ipynb, cell 0: a markdown cell mentions a solution",
+        ),
+    ],
+)
+def test_nbgrader_notebook_refuses_what_nbgrader_would_break_on(cells, message, tmp_path):
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(_nb(*cells), path)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        assignments.nbgrader_notebook(path)
+
+
+def test_build_sources_writes_one_assignment_folder_per_notebook(tmp_path):
+    written = assignments.build_sources(tmp_path / "course")
+    assert [p.relative_to(tmp_path / "course").as_posix() for p in written] == [
+        f"source/{p.stem}/{p.name}" for p in ASSIGNMENT_NOTEBOOKS
+    ]
+    for path in written:
+        assert any(c.metadata.get("nbgrader", {}).get("grade") for c in nbformat.read(path, as_version=4).cells)

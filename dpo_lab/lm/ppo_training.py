@@ -46,11 +46,21 @@ import numpy as np
 import torch
 
 from .. import runs as _runs
+from . import distributed as _dist
 from . import ppo
 from .logprobs import PackedPairs, as_id_lists, pack_pairs, packing_capacity, per_sequence, token_logprobs
 from .model import autocast, head_logits, hidden_size, model_device, quiet_weight_bars
 from .sampling import sample
-from .train import Settings, TrainResult, batch_indices, check_settings, fingerprint, run_identity, train_loop
+from .train import (
+    Settings,
+    TrainResult,
+    batch_indices,
+    check_settings,
+    fingerprint,
+    finished_result,
+    run_identity,
+    train_loop,
+)
 
 VALUE_HEAD_FILE = "value_head.pt"
 
@@ -161,8 +171,16 @@ def train_ppo(
     Eq. 3 (fixed), or the start of the adaptive controller when ``target_kl`` is set; ``eval_every``
     and ``checkpoint_every`` count rollouts and ``eval_fn(policy, step)`` sees the causal LM. ``batch_size`` must be a
     multiple of ``minibatch_size``. Returns the trained policy (a causal LM), its run (kind ``"ppo"``)
-    and the run's result; a finished run is loaded, an interrupted one resumed.
+    and the run's result; a finished run is loaded, an interrupted one resumed. Under ``torchrun``
+    (several processes) it is refused: its rollouts are not split over processes; run it in one
+    process (the sweep runs PPO on rank 0 alone, ``distributed.solo``).
     """
+    _dist.init()
+    if _dist.world_size() > 1:
+        raise ValueError(
+            f"train_ppo: PPO does not split its rollouts over the {_dist.world_size()} processes of torchrun; "
+            "run it in one process (dpo_lab.lm.distributed.solo() on rank 0)"
+        )
     if ref is policy or {p.data_ptr() for p in ref.parameters()} & {p.data_ptr() for p in policy.parameters()}:
         raise ValueError("ref is the policy (or shares its weights): load a separate frozen copy for pi_ref")
     prompts = as_id_lists("prompt_ids", prompt_ids)
@@ -212,9 +230,7 @@ def train_ppo(
     }
     run = _runs.open_run("ppo", cfg, root=run_root)
     if not run.claim():  # finished, maybe by another process this one waited for (runs.Run.claim)
-        from .model import load_model
-
-        return TrainResult(load_model(run.artifact("model"), device=str(model_device(policy))), run, run.result())
+        return finished_result(run, policy)
     device, eos = model_device(policy), int(policy.config.eos_token_id)
     state = _State(controller)
 

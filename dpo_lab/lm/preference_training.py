@@ -43,6 +43,7 @@ import torch
 
 from .. import losses as _losses
 from .. import runs as _runs
+from . import distributed as _dist
 from .logprobs import eos_id_of, pack_pairs, packing_capacity, prepare_pairs, sequence_logprobs, token_logprobs
 from .model import model_device
 from .train import (
@@ -52,6 +53,7 @@ from .train import (
     fingerprint,
     finished_result,
     make_settings,
+    open_claimed,
     run_identity,
     train_loop,
 )
@@ -118,8 +120,16 @@ def _reference_logps(
     Computed once, before training, and stored as the artifact ``ref_logps.pt`` of a run of kind
     ``"reflogps"`` keyed by the reference weights, the data and the visited pairs (``identity`` +
     seed, steps, batch_size): every preference run that shares them (a whole beta / loss sweep)
-    reads the same file instead of running pi_ref again.
+    reads the same file instead of running pi_ref again. Under ``torchrun`` rank 0 computes it, the
+    other ranks read it.
     """
+    return _dist.rank_zero_first(
+        lambda: _stored_reference_logps(ref, identity, s, prompts, chosen, rejected, run_root, progress)
+    )
+
+
+def _stored_reference_logps(ref, identity, s, prompts, chosen, rejected, run_root, progress) -> torch.Tensor:
+    """:func:`_reference_logps` in one process."""
     cfg = {**identity, "seed": s.seed, "steps": s.steps, "batch_size": s.batch_size}
     run = _runs.open_run("reflogps", cfg, root=run_root)
     if not run.finished:
@@ -165,6 +175,7 @@ def train_preferences(
     run_tag: dict | None = None,
     run_root=None,
     progress: bool | str = True,
+    keep_model: bool = True,
 ) -> TrainResult:
     """Preference training of ``policy`` against the frozen ``ref`` with the loss named ``loss``.
 
@@ -172,8 +183,9 @@ def train_preferences(
     implicit rewards ``rewards/* = beta * log-ratio`` for every loss, token-level ones included.
     ``add_eos`` appends EOS to chosen and rejected responses (as in ``sequence_logprobs``); pass
     False for sampled responses that carry their own EOS. ``pairs``, ``loss`` and ``loss_kwargs``:
-    module docstring. The remaining arguments are those of ``train.train_sft``; ``batch_size`` and
-    ``micro_batch_size`` count pairs.
+    module docstring. The remaining arguments are those of ``train.train_sft`` (``keep_model``
+    included); ``batch_size`` and ``micro_batch_size`` count pairs. Under ``torchrun`` the ranks train
+    this one run together, each on its share of every step's pairs (``dpo_lab.lm.distributed``).
 
     Every step logs ``loss`` and the six metrics of ``losses.preference_metrics``. The run kind is
     ``"pref"``; the reference log-probs live in a shared run of kind ``"reflogps"`` (module
@@ -213,8 +225,8 @@ def train_preferences(
         "ref": fingerprint(ref),
         **run_identity(policy, s, fingerprint(data), run_tag, checkpoint_every),
     }
-    run = _runs.open_run("pref", cfg, root=run_root)
-    if not run.claim():  # finished, maybe by another process this one waited for (runs.Run.claim)
+    run, claimed = open_claimed("pref", cfg, run_root)
+    if not claimed:  # finished, maybe by another process this one waited for (runs.Run.claim)
         return finished_result(run, policy)
     # Keyed without the ODPO offsets: the reference log-probs do not depend on them.
     identity = {"ref": cfg["ref"], "data": fingerprint([prompts, chosen, rejected])}
@@ -224,16 +236,18 @@ def train_preferences(
         device = model_device(model)
         # Similar lengths in one micro-batch waste less padding; the sum over pairs is unchanged.
         indices = sorted(indices, key=lambda i: max(len(chosen[i]), len(rejected[i])) + len(prompts[i]))
-        policy_logps, total = [], 0.0
-        for start in range(0, len(indices), s.micro_batch_size):
-            rows = indices[start : start + s.micro_batch_size]
+        mine = _dist.share(indices)  # under torchrun: this rank's contiguous part of the sorted step
+        policy_logps, total = [torch.zeros(0, 2)], 0.0
+        for start in range(0, len(mine), s.micro_batch_size):
+            rows = mine[start : start + s.micro_batch_size]
             m = len(rows)
             responses = [chosen[i] for i in rows] + [rejected[i] for i in rows]
             batch = pack_pairs([prompts[i] for i in rows] * 2, responses, eos, packing_capacity(model), device)
             token = token_logprobs(model, batch)
             logps = token.sum(dim=1)
+            policy_logps.append(logps.detach().view(2, m).T.cpu())
             if not torch.isfinite(logps).all():
-                raise FloatingPointError("policy log-probs")
+                break  # raised below, once every rank can know
             ref_rows = ref_logps[rows].to(device)
             if loss in _losses.PAIRWISE_LOSSES:
                 extra = {"offset": offsets[rows].to(device)} if loss == "odpo" else {}
@@ -249,12 +263,18 @@ def train_preferences(
             contribution = per_pair.sum() / len(indices)
             contribution.backward()
             total += contribution.item()
-            policy_logps.append(logps.detach().view(2, m).T.cpu())
-        step_logps = torch.cat(policy_logps)
+        # checked once every rank has them, so that all ranks stop together, before the update
+        step_logps = _dist.gather_rows(torch.cat(policy_logps))
+        if not torch.isfinite(step_logps).all():
+            raise FloatingPointError("policy log-probs")
+        [total] = _dist.sum_floats(total)
         ref_step = ref_logps[indices]
         return {
             "loss": total,
             **_losses.preference_metrics(step_logps[:, 0], step_logps[:, 1], ref_step[:, 0], ref_step[:, 1], beta),
         }
 
-    return train_loop(run, policy, s, len(prompts), preference_step, eval_fn, tokenizer, checkpoint_every, progress)
+    return train_loop(
+        run, policy, s, len(prompts), preference_step, eval_fn, tokenizer, checkpoint_every, progress,
+        keep_model=keep_model, sharded=True,
+    )  # fmt: skip

@@ -9,18 +9,26 @@ Pseudocode of one optimiser step (``B = batch_size`` pairs, ``m = micro_batch_si
 
     pairs   <- the next B indices of a seeded shuffle (epoch e uses permutation(seed, e))
     lr      <- linear warmup 0 -> lr over warmup_steps, then constant (or cosine decay)
-    for each micro-batch of m pairs:
+    mine    <- this rank's contiguous share of the B pairs (under torchrun with K ranks: about B/K
+               of them, dpo_lab.lm.distributed; all B in one process)
+    for each micro-batch of m pairs of mine:
         one forward over [chosen_1..m, rejected_1..m]   (concatenated, then packed into rows:
                                                          dpo_lab.lm.logprobs, rule 3; SFT: the m
                                                          sequences)
         loss_i  <- chosen loss(policy logps, CACHED reference logps)  (SFT: next-token NLL)
-        backward(sum_i loss_i / B)                      (gradient accumulation)
+        backward(sum_i loss_i / B)                      (gradient accumulation; B global)
+    loss, metrics <- summed / gathered over the ranks   (torchrun only)
     stop with FloatingPointError if a log-prob or the loss is not finite (checkpoint kept, the
     reason logged as a `"split": "diverged"` record)
+    grad    <- all-reduce(sum) of every rank's grad     (torchrun only: then every rank holds
+                                                         one process's gradient, and identical weights)
     clip the gradient norm to max_grad_norm; AdamW or RMSprop step
     log {"split": "train", "step", "loss", "lr", "grad_norm", rewards/..., logps/...}
     every eval_every steps (and at the end): log {"split": "eval", "step", **eval_fn(policy, step)}
+                                                        (every rank evaluates; lm.sample splits the
+                                                         sampling over them and gathers it)
     every checkpoint_every steps: save model + optimiser state
+    (torchrun: only rank 0 logs and writes the run store; the others read rank 0's checkpoint)
 
 Design choices, each for a reason:
 
@@ -31,7 +39,9 @@ Design choices, each for a reason:
   same model as an uninterrupted run (bit for bit on CPU).
 * The model you pass in is never modified: training works on a copy, so re-running a notebook cell
   finds the same run (the run is keyed by a fingerprint of the initial weights and of the data).
-* A finished run returns its saved model (artifact ``model``) without training again.
+* A finished run returns its saved model (artifact ``model``) without training again; a run trained
+  with ``keep_model=False`` stored none (a sweep's frontier needs only the metrics), and is still
+  found finished.
 
 :func:`train_sft` takes a list of token-id lists; every token after the first is trained on (put a
 BOS such as EOS first, and EOS last if the model should learn to stop).
@@ -51,6 +61,7 @@ import numpy as np
 import torch
 
 from .. import runs as _runs
+from . import distributed as _dist
 from .logprobs import as_id_lists, eos_id_of, pack_pairs, packing_capacity, prepare_pairs, token_logprobs
 from .model import load_model, model_device, save_model
 
@@ -58,14 +69,27 @@ OPTIMIZERS = ("adamw", "rmsprop")
 LR_SCHEDULES = ("constant", "cosine")
 
 
-@dataclasses.dataclass
 class TrainResult:
-    """What a trainer returns: the trained policy (loaded from the run when it had finished
-    earlier), the run (``run.metrics()`` holds every logged record) and its stored result."""
+    """What a trainer returns: the trained policy, the run (``run.metrics()`` holds every logged record)
+    and its stored result. A run that had finished earlier loads its saved model (artifact ``model``)
+    when ``policy`` is first read, onto ``device``; one trained with ``keep_model=False`` kept none,
+    and reading its ``policy`` raises ``FileNotFoundError`` saying so."""
 
-    policy: torch.nn.Module
-    run: _runs.Run
-    result: dict
+    def __init__(self, policy: torch.nn.Module | None, run: _runs.Run, result: dict, device: str = "cpu"):
+        self._policy, self.run, self.result, self._device = policy, run, result, device
+
+    @property
+    def policy(self) -> torch.nn.Module:
+        if self._policy is None:
+            path = self.run.artifact("model")
+            if not path.exists():
+                raise FileNotFoundError(
+                    f"run {self.run.id} finished without keeping its final model (trained with keep_model=False): "
+                    f"no {path}. Its metrics and result are stored; to get the model, move {self.run.path} away "
+                    "and train it again with keep_model=True"
+                )
+            self._policy = load_model(path, device=self._device)
+        return self._policy
 
     @property
     def metrics(self) -> list[dict]:
@@ -179,13 +203,26 @@ def _not_finite(what: str, step: int, run: _runs.Run) -> FloatingPointError:
     ckpt = run.path / "checkpoint.pt"
     kept = f"the last checkpoint ({ckpt}) is kept" if ckpt.exists() else "no checkpoint was saved yet"
     message = f"non-finite {what} at step {step}: training stopped before the update; {kept}."
-    run.log({"split": "diverged", "step": step, "reason": message})
+    if _dist.rank() == 0:
+        run.log({"split": "diverged", "step": step, "reason": message})
     return FloatingPointError(f"{message} Lower the learning rate or check the data.")
 
 
 def finished_result(run: _runs.Run, policy) -> TrainResult:
-    """A finished run's saved model, on the device of the model that was passed in."""
-    return TrainResult(load_model(run.artifact("model"), device=str(model_device(policy))), run, run.result())
+    """A finished run: its result now, its saved model (on the device of the model that was passed in)
+    when :attr:`TrainResult.policy` is read."""
+    return TrainResult(None, run, run.result(), device=str(model_device(policy)))
+
+
+def open_claimed(kind: str, cfg: dict, run_root) -> tuple[_runs.Run, bool]:
+    """``open_run`` and ``Run.claim`` (True: train it; False: it finished). Under ``torchrun`` rank 0
+    opens and claims the run, the other ranks open it after (the same fingerprint, so the same folder)
+    and follow rank 0's answer: they never take the run's lock, which rank 0 holds for all of them."""
+    _dist.init()
+    run = _dist.rank_zero_first(lambda: _runs.open_run(kind, cfg, root=run_root))
+    if _dist.world_size() == 1:
+        return run, run.claim()
+    return run, _dist.broadcast(run.claim() if _dist.rank() == 0 else None)
 
 
 def train_loop(
@@ -199,18 +236,32 @@ def train_loop(
     checkpoint_every: int,
     progress: bool | str,
     extra_state=None,
+    keep_model: bool = True,
+    sharded: bool = False,
 ) -> TrainResult:
     """The shared loop (module docstring). ``step_fn(model, indices)`` runs forward and backward
     over the micro-batches of one step and returns its metrics (``loss`` included); it raises
     ``FloatingPointError(what)`` when a log-prob is not finite. ``extra_state``: None, or an object
     whose ``state()`` dict is saved with every checkpoint and handed back to ``load(state, step)``
-    on resume (what a trainer keeps besides the weights and the optimiser)."""
+    on resume (what a trainer keeps besides the weights and the optimiser). ``keep_model=False``
+    stores no final model (the run is finished all the same). ``sharded``: ``step_fn`` runs only this
+    rank's share of ``indices`` (``distributed.share``), divides by the global batch and returns metrics
+    reduced over the ranks (raising, if at all, on every rank at once); under ``torchrun`` a trainer
+    whose ``step_fn`` does not is refused: run it in one process (``distributed.solo``)."""
     from tqdm.auto import tqdm
 
+    world, main = _dist.world_size(), _dist.rank() == 0
+    if world > 1 and not sharded:
+        raise ValueError(
+            f"this trainer ({run.kind}) does not split its steps over processes; run it in one process "
+            "(dpo_lab.lm.distributed.solo() on rank 0), not on all ranks of torchrun"
+        )
+    _dist.check_device(policy)
     policy = copy.deepcopy(policy).eval()
     optimizer = make_optimizer(policy, s)
     step = 0
-    resumed = run.resume()
+    # rank 0 trims the metrics to its checkpoint; the others then read that checkpoint (a shared filesystem)
+    resumed = _dist.rank_zero_first(lambda: run.resume() if main else run.checkpoint())
     if resumed is not None:
         step, state = resumed
         policy.load_state_dict(state["model"])
@@ -222,7 +273,7 @@ def train_loop(
     evaluated: dict = {}
     # progress: True names the bar by the run id; a string names it (the sweep passes "DPO beta=0.1 seed 0")
     name = progress if isinstance(progress, str) else run.id
-    bar = tqdm(total=s.steps, initial=step, desc=name, disable=not progress)
+    bar = tqdm(total=s.steps, initial=step, desc=name, disable=not (progress and main))
     try:
         while step < s.steps:
             started = time.perf_counter()
@@ -236,20 +287,23 @@ def train_loop(
                 raise _not_finite(str(err), step + 1, run) from None
             if not math.isfinite(metrics["loss"]):
                 raise _not_finite(f"loss ({metrics['loss']})", step + 1, run)
+            _dist.all_reduce_grads(params)  # the sum over ranks: each divided by the global batch
             grad_norm = torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm).item()
             if not math.isfinite(grad_norm):
                 raise _not_finite(f"gradient norm ({grad_norm})", step + 1, run)
             optimizer.step()
             step += 1
             last = {"split": "train", "step": step, "lr": lr, "grad_norm": grad_norm, **metrics}
-            run.log({**last, "seconds": time.perf_counter() - started})
+            if main:
+                run.log({**last, "seconds": time.perf_counter() - started})
             if eval_fn is not None and ((s.eval_every and step % s.eval_every == 0) or step == s.steps):
-                with torch.no_grad():
+                with torch.no_grad():  # every rank: lm.sample shares the sampling out and gathers it
                     evaluated = eval_fn(policy, step)
                 if not isinstance(evaluated, dict):
                     raise ValueError(f"eval_fn must return a dict of numbers, got {type(evaluated).__name__}")
-                run.log({"split": "eval", "step": step, **evaluated})
-            if step % checkpoint_every == 0 and step < s.steps:
+                if main:
+                    run.log({"split": "eval", "step": step, **evaluated})
+            if step % checkpoint_every == 0 and step < s.steps and main:
                 state = {"model": policy.state_dict(), "optimizer": optimizer.state_dict()}
                 if extra_state is not None:  # what else a trainer needs to resume exactly (PPO: its KL coefficient)
                     state["extra"] = extra_state.state()
@@ -258,9 +312,13 @@ def train_loop(
             bar.set_postfix(loss=f"{metrics['loss']:.4f}")
     finally:
         bar.close()
-    save_model(policy, tokenizer, run.artifact("model"))
     result = {"steps": s.steps, "final_train": last, "final_eval": evaluated}
-    return TrainResult(policy, run, run.finish(result))
+    if main:
+        if keep_model:
+            save_model(policy, tokenizer, run.artifact("model"))
+        result = run.finish(result)
+    _dist.barrier()  # the other ranks return once the run is stored
+    return TrainResult(policy, run, result)
 
 
 def run_identity(policy, s: Settings, data_fingerprint: str, run_tag, checkpoint_every) -> dict:
@@ -298,6 +356,7 @@ def train_sft(
     run_tag: dict | None = None,
     run_root=None,
     progress: bool = True,
+    keep_model: bool = True,
 ) -> TrainResult:
     """Supervised fine-tuning: minimise the mean next-token NLL of ``sequences``.
 
@@ -323,11 +382,14 @@ def train_sft(
     run_tag             extra JSON-able dict hashed into the run's identity (e.g. the profile name,
                         a version of eval_fn): change it to force a new run
     run_root            where runs are stored (default ``<results>/runs``)
+    keep_model          False: store no final model (not part of the run's identity; reading
+                        ``policy`` of the finished run later raises ``FileNotFoundError``)
     ==================  =============================================================================
 
-    Returns a :class:`TrainResult`; the run kind is ``"sft"``. Raises ``ValueError`` for bad
-    arguments or data (naming them) and ``FloatingPointError`` naming the step whose loss is not
-    finite.
+    Under ``torchrun`` the ranks train this one run together (``dpo_lab.lm.distributed``; call its
+    ``init()`` before loading the model). Returns a :class:`TrainResult`; the run kind is ``"sft"``.
+    Raises ``ValueError`` for bad arguments or data (naming them) and ``FloatingPointError`` naming
+    the step whose loss is not finite.
 
     Introduced in notebook 05.
     """
@@ -343,20 +405,25 @@ def train_sft(
 
     def sft_step(policy, indices):
         device = model_device(policy)
-        n_tokens = sum(len(targets[i]) for i in indices)
+        n_tokens = sum(len(targets[i]) for i in indices)  # of the whole step: every rank divides by it
         total = 0.0
-        for start in range(0, len(indices), s.micro_batch_size):
-            rows = indices[start : start + s.micro_batch_size]
+        mine = _dist.share(indices)
+        for start in range(0, len(mine), s.micro_batch_size):
+            rows = mine[start : start + s.micro_batch_size]
             batch = pack_pairs(
                 [prompts[i] for i in rows], [targets[i] for i in rows], eos, packing_capacity(policy), device
             )
             nll = -token_logprobs(policy, batch).sum() / n_tokens
             nll.backward()
             total += nll.item()
+        [total] = _dist.sum_floats(total)
         return {"loss": total, "tokens": n_tokens}
 
     cfg = {"trainer": "sft", **run_identity(model, s, fingerprint(seqs), run_tag, checkpoint_every)}
-    run = _runs.open_run("sft", cfg, root=run_root)
-    if not run.claim():  # finished, maybe by another process this one waited for (runs.Run.claim)
+    run, claimed = open_claimed("sft", cfg, run_root)
+    if not claimed:  # finished, maybe by another process this one waited for (runs.Run.claim)
         return finished_result(run, model)
-    return train_loop(run, model, s, len(seqs), sft_step, eval_fn, tokenizer, checkpoint_every, progress)
+    return train_loop(
+        run, model, s, len(seqs), sft_step, eval_fn, tokenizer, checkpoint_every, progress,
+        keep_model=keep_model, sharded=True,
+    )  # fmt: skip

@@ -1,0 +1,95 @@
+"""Run by tests/test_lm_distributed.py under ``torchrun --standalone --nproc_per_node 2`` (gloo on the
+CPU): the problem both the test (one process) and this script (two) train, and what the two ranks
+do. One launch does everything, since starting the processes costs more than the tiny runs:
+
+1. DPO for 5 steps with evaluations that sample (the uninterrupted run);
+2. the same run stopped by an exception at step 4's evaluation, then resumed from step 3's checkpoint;
+3. SFT for 3 steps;
+4. ``lm.sample`` with shares of 2 and 3 rows, and with one row (a rank with none).
+
+Each rank writes ``rank<r>.json``: fingerprints of its final weights and its samples.
+"""
+
+import json
+import random
+import sys
+from pathlib import Path
+
+import torch
+from lm_support import EOS, TINY
+
+from dpo_lab.lm import distributed, estimate_kl, load_model, sample, train_preferences, train_sft
+from dpo_lab.lm.train import fingerprint
+
+DPO = dict(beta=0.5, steps=5, batch_size=8, micro_batch_size=2, lr=1e-2, eval_every=2, checkpoint_every=1)
+SFT = dict(steps=3, batch_size=6, micro_batch_size=2, lr=1e-2)
+
+
+def problem():
+    """A policy, a different reference, 16 random pairs, 6 prompts and 12 SFT sequences."""
+    rng = random.Random(0)
+
+    def ids(low, high):
+        return [rng.randrange(EOS) for _ in range(rng.randint(low, high))]
+
+    pairs = [{"prompt_ids": ids(1, 4), "chosen_ids": ids(1, 9), "rejected_ids": ids(1, 9)} for _ in range(16)]
+    prompts = [ids(1, 4) for _ in range(6)]
+    sequences = [ids(2, 12) for _ in range(12)]
+    return load_model(TINY, seed=1), load_model(TINY, seed=2), pairs, prompts, sequences
+
+
+class Stop(Exception):
+    """The stand-in for a kill: raised on every rank at once."""
+
+
+def evaluation(ref, prompts, stop_at=None):
+    """An ``eval_fn`` that samples (2 per prompt, batches of 4 rows: each split over the ranks)."""
+
+    def evaluate(policy, step):
+        if step == stop_at:
+            raise Stop(step)
+        est = estimate_kl(policy, ref, prompts, 2, 6, seed=0, batch_size=4)
+        lengths = [len(r) for r in est.samples.response_ids]
+        return {"kl": est.exact_mean, "logratio": est.logratio_mean, "length": sum(lengths) / len(lengths)}
+
+    return evaluate
+
+
+def samples(policy, ref, prompts) -> list[dict]:
+    """Samples with uneven shares: 5 rows in one batch (2 + 3) and a single row (0 + 1)."""
+    out = []
+    for rows, batch in ((prompts[:5], 5), (prompts[:1], 4)):
+        s = sample(policy, None, rows, 1, 6, seed=3, batch_size=batch, ref=ref)
+        out.append({"response_ids": s.response_ids, "kl_exact": s.kl_exact.tolist(), "finished": s.finished})
+    return out
+
+
+def main(out: Path) -> None:
+    rank, world = distributed.init()
+    assert world == 2, world
+    torch.set_num_threads(1)
+    policy, ref, pairs, prompts, sequences = problem()
+    whole = train_preferences(
+        policy, ref, pairs, **DPO, eval_fn=evaluation(ref, prompts), run_root=out / "whole", progress=False
+    )
+    try:
+        train_preferences(
+            policy, ref, pairs, **DPO, eval_fn=evaluation(ref, prompts, 4), run_root=out / "resumed", progress=False
+        )
+    except Stop:
+        pass
+    resumed = train_preferences(
+        policy, ref, pairs, **DPO, eval_fn=evaluation(ref, prompts), run_root=out / "resumed", progress=False
+    )
+    sft = train_sft(policy, sequences, **SFT, run_root=out / "sft", progress=False)
+    record = {
+        "whole": fingerprint(whole.policy),
+        "resumed": fingerprint(resumed.policy),
+        "sft": fingerprint(sft.policy),
+        "samples": samples(policy, ref, prompts),
+    }
+    (out / f"rank{rank}.json").write_text(json.dumps(record))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
