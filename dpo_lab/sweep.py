@@ -73,7 +73,7 @@ import numpy as np
 from . import config as _config
 from .evaluation import DEFAULT_TASK, METHODS, REFERENCE_METHOD, describe, frontier_runs
 from .rlhf import BEST_OF_N_METHODS, PPO_METHODS
-from .runs import Run, open_run
+from .runs import Run, open_run, profile_runs
 from .task import PAIR_KEYS, TASKS, Evaluator, Task, check_pairs, load_task
 
 #: beta of the token-level losses (Preferred-FT, Unlikelihood): their loss has no beta; it only scales
@@ -81,6 +81,10 @@ from .task import PAIR_KEYS, TASKS, Evaluator, Task, check_pairs, load_task
 LOGGING_BETA = 0.1
 #: Files of a run that :func:`export_runs` copies: configuration, metrics and result, never models.
 EXPORTED_FILES = ("config.json", "metrics.jsonl", "result.json")
+#: Preference methods whose runs keep their final model (notebook 06 reads DPO's policies: implicit
+#: rewards, samples); the frontier needs only metrics, so the others store none (3.1 GB a run for
+#: gpt2-large). PPO keeps its model (``dpo_lab.rlhf``); Best-of-N trains none.
+KEPT_MODELS = ("dpo",)
 
 
 @dataclass(frozen=True)
@@ -265,8 +269,9 @@ def context(
     else:
         t = load_task(task, p)
     p = t.profile  # the task's sizes (module docstring of dpo_lab.task)
-    sft = t.reference(progress)
-    pairs = t.preference_pairs(progress)
+    with profile_runs(p):  # the cached runs of this profile, whatever $DPO_LAB_PROFILE says
+        sft = t.reference(progress)
+        pairs = t.preference_pairs(progress)
     ref = load_model(sft.path, device=_config.device()).eval()
     prompts = t.train_prompts()
     return Context(
@@ -291,7 +296,8 @@ def evaluate_sft(ctx: Context) -> Run:
     the two models compute identical log-probs.
     """
     tag = {**_tag(REFERENCE_METHOD, ctx.profile.seeds[0], ctx.profile, ctx.task), "eval": ctx.evaluator.settings}
-    run = open_run("sft_eval", {"tag": tag, "sft": ctx.sft.run.id})
+    with profile_runs(ctx.profile):
+        run = open_run("sft_eval", {"tag": tag, "sft": ctx.sft.run.id})
     if not run.finished:
         record = ctx.evaluator(ctx.sft.model, 0)
         run.log({"split": "eval", "step": 0, **record})
@@ -301,10 +307,16 @@ def evaluate_sft(ctx: Context) -> Run:
 
 def train_run(spec: RunSpec, ctx: Context, progress: bool | str = True) -> Run:
     """Train (or load, when finished) the run of ``spec`` and return it; PPO and Best-of-N through
-    ``dpo_lab.rlhf``.
+    ``dpo_lab.rlhf``. The run is stored under ``ctx.profile``'s results folder (``runs.profile_runs``);
+    a preference run keeps its final model only for the methods of :data:`KEPT_MODELS`.
 
     Introduced in notebook 06.
     """
+    with profile_runs(ctx.profile):
+        return _train_run(spec, ctx, progress)
+
+
+def _train_run(spec: RunSpec, ctx: Context, progress: bool | str) -> Run:
     from .lm import train_preferences
 
     if progress:  # the bar named like the figure legend, not by the run's hash
@@ -320,9 +332,11 @@ def train_run(spec: RunSpec, ctx: Context, progress: bool | str = True) -> Run:
     kwargs = trainer_settings(spec, ctx.profile, ctx.task, ctx.variant)
     kwargs["run_tag"] = {**kwargs["run_tag"], "eval": ctx.evaluator.settings}
     pairs = ctx.odpo_pairs if spec.method == "odpo" else ctx.pairs
+    keep = spec.method in KEPT_MODELS
     return train_preferences(
-        ctx.sft.model, ctx.ref, pairs, eval_fn=ctx.evaluator, tokenizer=ctx.sft.tokenizer, progress=progress, **kwargs
-    ).run
+        ctx.sft.model, ctx.ref, pairs, eval_fn=ctx.evaluator, tokenizer=ctx.sft.tokenizer, progress=progress,
+        keep_model=keep, **kwargs,
+    ).run  # fmt: skip
 
 
 def shard(specs: list[RunSpec], part: str | None) -> list[RunSpec]:
@@ -381,6 +395,9 @@ def policy_samples(ctx: Context, runs: dict[str, Run], n_prompts: int = 3) -> li
     unfinished = [label for label, run in runs.items() if not run.finished]
     if unfinished:
         raise ValueError(f"runs: {unfinished} have not finished; train them first (run_sweep)")
+    modelless = [label for label, run in runs.items() if not run.artifact("model").exists()]
+    if modelless:
+        raise ValueError(f"runs: {modelless} kept no final model (a sweep keeps those of {KEPT_MODELS} and PPO)")
     policies = {"pi_SFT": ctx.sft.model}
     policies.update({label: load_model(run.artifact("model"), device=_config.device()) for label, run in runs.items()})
     rows = []
@@ -426,7 +443,9 @@ def main(argv: list[str] | None = None) -> int:
         choices=sorted(_config.PROFILES),
         help=f"the profile (default: ${_config.ENV_VAR}, else {_config.DEFAULT_PROFILE})",
     )
-    parser.add_argument("--workers", type=int, default=None, help="training processes (default: the profile's)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="training processes (default: the profile's; 0 = one per GPU)"
+    )
     parser.add_argument("--export", default=None, help="afterwards copy configs + metrics of the runs here")
     parser.add_argument("--shard", default=None, help="I/N: only every N-th run from the I-th (several machines)")
     parser.add_argument(
@@ -436,6 +455,10 @@ def main(argv: list[str] | None = None) -> int:
         help="a replicate: redraw the pairs, training subset and evaluation samples with this seed, same pi_SFT",
     )
     args = parser.parse_args(argv)
+    from .lm import distributed
+
+    rank, world = distributed.init()  # torchrun: every rank trains each run with the others (dpo_lab.workers)
+    say = print if rank == 0 else lambda *a: None
     if args.profile:
         # the results folder and the spawned workers follow the environment variable
         os.environ[_config.ENV_VAR] = args.profile
@@ -443,18 +466,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.data_seed is not None:
         profile = profile.replace(data_seed=args.data_seed)
     specs = shard(grid(profile), args.shard)
-    print(
+    say(
         f"dpo_lab sweep: task {args.task}, profile {profile.name}, {len(specs)} runs"
         f"{f' (shard {args.shard} of {len(grid(profile))})' if args.shard else ''} -> {_config.results_dir(profile)}"
+        + (f", {world} processes per run (torchrun)" if world > 1 else "")
     )
     out = run_sweep(profile, workers=args.workers, task=args.task, part=args.shard)
     for spec, sec in out["seconds"].items():
         status = out["runs"][spec].id if spec in out["runs"] else f"DIVERGED: {out['failed'][spec]}"
-        print(f"{spec.label:40s} {sec:7.0f} s  {status}")
-    print(f"wall time {out['wall_seconds']:.0f} s")
-    if args.export:
+        say(f"{spec.label:40s} {sec:7.0f} s  {status}")
+    say(f"wall time {out['wall_seconds']:.0f} s")
+    if args.export and rank == 0:
         folders = export_runs(args.export, task=args.task)
-        print(f"exported {len(folders)} runs to {args.export}")
+        say(f"exported {len(folders)} runs to {args.export}")
     return 0
 
 

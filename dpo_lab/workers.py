@@ -9,6 +9,12 @@ pairs, order labels, another ODPO alpha). The changed knobs go into the run's ta
 ``profile.sweep_workers`` one-thread processes (2 x 1 thread is fastest on 2 cores, docs/background.md 6)
 and reports the runs, their times and the ones that diverged. ``sweep.run_sweep`` is
 :func:`run_jobs` on the grid.
+
+Several GPUs, two ways (README, "Several GPUs or machines"): with K > 1 visible GPUs and K workers
+(``workers=0``: one per GPU), worker i trains on GPU i (:func:`worker_device`), K runs at once; under
+``torchrun`` the K ranks train each run together, one run after another (``dpo_lab.lm.distributed``):
+preference runs split every step over the ranks, while pi_SFT's evaluation, the reward model, PPO and
+Best-of-N run on rank 0 alone and the others wait.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from . import config as _config
 from . import rlhf as _rlhf
 from . import sweep as _sweep
 from .evaluation import DEFAULT_TASK, RUN_KINDS
-from .runs import list_runs
+from .runs import list_runs, profile_runs
 from .task import TASKS, Task
 
 
@@ -61,18 +67,37 @@ def _variant_context(
 ) -> _sweep.Context:
     """The context of one variant, built once per ``cache`` (one per worker process, one per call in
     the calling process, so a notebook that calls again sees what the store holds now)."""
+    from .lm import distributed as _dist
+
     if changes not in cache:
         if changes and not isinstance(task, str):
             task = task.name  # a variant rebuilds its task from the registry at the changed profile
-        cache[changes] = _sweep.context(profile.replace(**dict(changes)), task, progress, dict(changes))
+        changed = profile.replace(**dict(changes))
+        # under torchrun rank 0 builds (and stores) what the context needs, the other ranks then load it
+        cache[changes] = _dist.rank_zero_first(lambda: _sweep.context(changed, task, progress, dict(changes)))
     return cache[changes]
 
 
-def _init_worker(profile: _config.Profile, task: str, threads: int) -> None:
-    """Per worker process: one torch thread count and the sweep's profile and task."""
+def worker_device(index: int, gpus: int) -> str | None:
+    """The GPU that worker ``index`` trains on when ``gpus`` are visible: ``"cuda:<index mod gpus>"``
+    with several, None (the default device) with one or none.
+
+    Introduced in notebook 04."""
+    for name, value in (("index", index), ("gpus", gpus)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name}: need an integer >= 0, got {value!r}")
+    return f"cuda:{index % gpus}" if gpus > 1 else None
+
+
+def _init_worker(profile: _config.Profile, task: str, threads: int, slots) -> None:
+    """Per worker process: one torch thread count, its GPU (a distinct index from ``slots``) and the
+    sweep's profile and task."""
     import torch
 
     torch.set_num_threads(threads)
+    device = worker_device(slots.get(), torch.cuda.device_count())
+    if device is not None:
+        torch.cuda.set_device(device)  # "cuda" (config.device()) now means this worker's GPU
     _WORKER.update(sweep=(profile, task), contexts={})
 
 
@@ -85,6 +110,11 @@ def _train_one(job: Job, ctx: _sweep.Context, progress: bool) -> tuple[str | Non
         return _sweep.train_run(job.spec, ctx, progress=progress).id, time.perf_counter() - started, None
     except FloatingPointError as err:
         return None, time.perf_counter() - started, str(err)
+
+
+def _build_reward_model(ctx: _sweep.Context, progress: bool) -> None:
+    """Train (or load) the reward model of ``ctx``'s PPO runs; it stays in ``ctx.cache``."""
+    _rlhf.reward_model(ctx, progress)
 
 
 def _train_in_worker(job: Job) -> tuple[str | None, float, str | None]:
@@ -111,9 +141,10 @@ def run_jobs(
 
     Introduced in notebook 04. ``sweep.run_sweep`` is this with the jobs of ``sweep.grid``; a notebook
     asks for variants of the experiment (fewer pairs, another ODPO alpha) the same way, and they run
-    on the same workers. With ``workers`` > 1 (default ``profile.sweep_workers``) the runs are spread
-    over that many processes; each variant's pi_SFT, pairs and pi_SFT evaluation are built first in
-    this process so the workers only read them. Each training process uses ``profile.sweep_threads``
+    on the same workers. With ``workers`` > 1 (default ``profile.sweep_workers``; 0 = one per visible
+    GPU, each pinned to its GPU by :func:`worker_device`) the runs are spread over that many
+    processes; each variant's pi_SFT, pairs and pi_SFT evaluation are built first in this process so
+    the workers only read them. Each training process uses ``profile.sweep_threads``
     torch threads (0 = ``cores // workers``): on 2 cores two one-thread processes beat one two-thread
     process (docs/background.md 6), and a second thread is what suffers most when other jobs share the
     cores. A run that stops on a non-finite loss is reported, not fatal: it stays unfinished in the
@@ -121,22 +152,39 @@ def run_jobs(
     several workers, or with variants, only a registered one: they rebuild it from its name).
     Returns ``{"runs": {job: Run}`` (finished runs), ``"failed": {job: reason}, "seconds": {job:
     seconds}, "sft_eval": [Run]`` (pi_SFT's evaluation: one run unless a variant changed the
-    evaluation), ``"wall_seconds": total}``.
+    evaluation), ``"wall_seconds": total}``. Runs are stored under ``profile``'s results folder
+    (``runs.profile_runs``). Under ``torchrun`` the ranks train the jobs together (module docstring):
+    ``workers`` must then be 1 (or None), and only rank 0 shows progress.
     """
+    p = profile or _config.get_profile()
+    with profile_runs(p):
+        return _run_jobs(jobs, p, workers, progress, task)
+
+
+def _run_jobs(jobs, p: _config.Profile, workers: int | None, progress: bool, task: str | Task) -> dict:
+    """:func:`run_jobs` inside the profile's run folder."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     from tqdm.auto import tqdm
 
+    from .lm import distributed as _dist
     from .lm import torch_threads
 
-    p = profile or _config.get_profile()
     jobs = list(jobs)
     if not jobs or not all(isinstance(job, Job) for job in jobs):
         raise ValueError("jobs: need a non-empty list of Job (Job(spec) or Job.of(spec, knob=value))")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+        raise ValueError(f"workers: need an integer >= 0 (0 = one per GPU), got {workers!r}")
+    if _dist.init()[1] > 1:  # torchrun: the ranks are the workers of one run at a time
+        if workers not in (None, 1):
+            raise ValueError(f"workers: under torchrun the ranks train each run together; pass 1, got {workers}")
+        workers, progress = 1, progress and _dist.rank() == 0
     workers = p.sweep_workers if workers is None else workers
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers: need an integer >= 1, got {workers!r}")
+    if workers == 0:
+        import torch
+
+        workers = max(1, torch.cuda.device_count())
     name = task.name if isinstance(task, Task) else task
     rebuilt = workers > 1 or any(job.changes for job in jobs)
     if name not in TASKS and not (isinstance(task, Task) and not rebuilt):
@@ -156,28 +204,35 @@ def run_jobs(
         """In this process: the reward model that a variant's PPO runs share, and Best-of-N. With the
         workers' thread count: a second thread slows a small model down once another job shares the cores."""
         for changes in needs_rm:
-            _rlhf.reward_model(_variant_context(contexts, p, task, changes, progress), progress)
+            ctx = _variant_context(contexts, p, task, changes, progress)
+            _dist.on_rank_zero(_build_reward_model, ctx, progress)
         for job in in_process:
-            outcome[job] = _train_one(job, _variant_context(contexts, p, task, job.changes, progress), progress)
+            ctx = _variant_context(contexts, p, task, job.changes, progress)
+            outcome[job] = _dist.on_rank_zero(_train_one, job, ctx, progress)
             bar.update(1)
 
     with torch_threads(threads):
         references = {
-            changes: _sweep.evaluate_sft(_variant_context(contexts, p, task, changes, progress))
+            changes: _dist.on_rank_zero(_sweep.evaluate_sft, _variant_context(contexts, p, task, changes, progress))
             for changes in dict.fromkeys(job.changes for job in jobs)
         }
         if workers == 1:
             local_work()
             for job in [job for job in jobs if job not in outcome]:
-                outcome[job] = _train_one(job, _variant_context(contexts, p, task, job.changes, progress), progress)
+                ctx = _variant_context(contexts, p, task, job.changes, progress)
+                if job.spec.method in _rlhf.PPO_METHODS:  # its rollouts do not split: rank 0 alone (torchrun)
+                    outcome[job] = _dist.on_rank_zero(_train_one, job, ctx, progress)
+                else:
+                    outcome[job] = _train_one(job, ctx, progress)
                 bar.update(1)
     if workers > 1:
         os.environ[_config.ENV_VAR] = p.name  # the spawned workers resolve the same results folder
+        spawn = multiprocessing.get_context("spawn")
+        slots = spawn.Queue()  # worker i takes index i (its GPU, worker_device)
+        for index in range(workers):
+            slots.put(index)
         with ProcessPoolExecutor(
-            workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(p, name, threads),
+            workers, mp_context=spawn, initializer=_init_worker, initargs=(p, name, threads, slots)
         ) as pool:
             # the workers start on everything that needs nothing from this process, while this process
             # trains the reward model and evaluates Best-of-N; the PPO runs follow once their reward model exists

@@ -5,9 +5,10 @@ do. One launch does everything, since starting the processes costs more than the
 1. DPO for 5 steps with evaluations that sample (the uninterrupted run);
 2. the same run stopped by an exception at step 4's evaluation, then resumed from step 3's checkpoint;
 3. SFT for 3 steps;
-4. ``lm.sample`` with shares of 2 and 3 rows, and with one row (a rank with none).
+4. ``lm.sample`` with shares of 2 and 3 rows, and with one row (a rank with none);
+5. the tiny sweep of ``sweep_support`` (``sweep.run_sweep``, as ``torchrun -m dpo_lab.sweep`` runs it).
 
-Each rank writes ``rank<r>.json``: fingerprints of its final weights and its samples.
+Each rank writes ``rank<r>.json``: fingerprints of its final weights, its samples and the sweep's runs.
 """
 
 import json
@@ -64,6 +65,20 @@ def samples(policy, ref, prompts) -> list[dict]:
     return out
 
 
+def tiny_sweep() -> dict:
+    """The tiny sweep's run ids by label (results under ``$DPO_LAB_RESULTS``)."""
+    import sweep_support
+
+    from dpo_lab import sweep
+
+    tokenizer = sweep_support.make_tokenizer()
+    ctx = sweep_support.make_tiny_context(sweep_support.make_sft_model(tokenizer), tokenizer)
+    sweep.context = lambda profile, task=None, progress=True, variant=None: ctx
+    out = sweep.run_sweep(sweep_support.TINY, progress=False)
+    assert not out["failed"], out["failed"]
+    return {spec.label: run.id for spec, run in out["runs"].items()}
+
+
 def main(out: Path) -> None:
     rank, world = distributed.init()
     assert world == 2, world
@@ -83,6 +98,7 @@ def main(out: Path) -> None:
     )
     sft = train_sft(policy, sequences, **SFT, run_root=out / "sft", progress=False)
     record = {
+        "sweep": tiny_sweep(),
         "whole": fingerprint(whole.policy),
         "resumed": fingerprint(resumed.policy),
         "sft": fingerprint(sft.policy),

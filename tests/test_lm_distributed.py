@@ -27,6 +27,7 @@ def two(tmp_path_factory):
     """The folder where ``tests/distributed_worker.py`` ran once under 2 processes (about 13 s)."""
     out = tmp_path_factory.mktemp("two")
     env = {**os.environ, "PYTHONPATH": f"{TESTS.parent}{os.pathsep}{TESTS}", "OMP_NUM_THREADS": "1"}
+    env |= {"DPO_LAB_PROFILE": "smoke", "DPO_LAB_RESULTS": str(out / "results")}
     env.pop("WORLD_SIZE", None)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     done = subprocess.run(
@@ -97,6 +98,22 @@ def test_two_processes_train_the_sft_run_of_one_process(two, one):
     ranks = _ranks(two)
     assert ranks[0]["sft"] == ranks[1]["sft"]
     _assert_close_weights(load_model(run.artifact("model")), one["sft"].policy)
+
+
+def test_the_sweep_under_two_processes_trains_each_run_once_together(two):
+    from sweep_support import TINY
+
+    from dpo_lab import sweep
+
+    ranks = _ranks(two)
+    assert ranks[0]["sweep"] == ranks[1]["sweep"]  # both ranks took part in every run
+    assert sorted(ranks[0]["sweep"]) == sorted(spec.label for spec in sweep.grid(TINY))
+    stored = {run.id: run for run in runs.list_runs(root=two / "results" / "smoke" / "runs")}
+    for label, run_id in ranks[0]["sweep"].items():
+        run = stored[run_id]
+        assert run.finished and (run.path / "artifacts" / "model").exists() == label.startswith(("DPO", "PPO"))
+        steps = [r["step"] for r in run.metrics() if r.get("split") == "train"]
+        assert steps == sorted(set(steps)), (label, steps)  # once each: the ranks did not compete
 
 
 def test_sharded_sampling_draws_the_samples_of_one_process(two, one):

@@ -462,3 +462,24 @@ def test_bad_odpo_offsets_are_refused(tmp_path):
 def test_bad_sft_data_is_refused(tmp_path, sequences, match):
     with pytest.raises(ValueError, match=match):
         train_sft(load_model(TINY, seed=0), sequences, steps=1, batch_size=2, lr=1e-3, run_root=tmp_path)
+
+
+def test_a_run_without_its_final_model_is_finished_and_says_so(tmp_path):
+    policy, ref, pairs = make_problem()
+    kwargs = dict(steps=2, batch_size=4, lr=1e-2, run_root=tmp_path, progress=False)
+    first = train_preferences(policy, ref, pairs, keep_model=False, **kwargs)
+    assert first.run.finished and not first.run.artifact("model").exists()
+    assert first.policy is not None  # the trained copy, in memory
+    again = train_preferences(policy, ref, pairs, **kwargs)  # keep_model is not part of the identity
+    assert again.run.id == first.run.id and again.metrics == first.metrics and again.result == first.result
+    with pytest.raises(FileNotFoundError, match="finished without keeping its final model.*keep_model=True"):
+        _ = again.policy
+
+
+def test_a_finished_run_loads_its_model_only_when_asked(tmp_path):
+    policy, ref, pairs = make_problem()
+    kwargs = dict(steps=2, batch_size=4, lr=1e-2, run_root=tmp_path, progress=False)
+    first = train_preferences(policy, ref, pairs, **kwargs)
+    again = train_preferences(policy, ref, pairs, **kwargs)
+    assert again._policy is None
+    assert_same_params(again.policy, first.policy)

@@ -269,3 +269,27 @@ def test_a_run_started_twice_at_once_is_computed_once(tmp_path):
     again = runs.open_run("toy", {"same": "configuration"}, tmp_path / "runs")
     assert not again.claim() and again.result() == {"by": "first"}  # finished: nothing to wait for or hold
     assert again.path not in runs._HELD
+
+
+def test_profile_runs_files_runs_under_that_profile_whatever_the_environment(monkeypatch, tmp_path):
+    from dpo_lab import config
+
+    monkeypatch.setenv("DPO_LAB_RESULTS", str(tmp_path))
+    monkeypatch.setenv("DPO_LAB_PROFILE", "smoke")
+    with runs.profile_runs(config.get_profile("cpu")) as root:
+        run = runs.open_run("toy", CFG)
+        assert root == tmp_path / "cpu" / "runs" and run.path.parent == root
+        assert [r.id for r in runs.list_runs("toy")] == [run.id]
+        assert runs.open_run("toy", CFG, root=tmp_path / "mine").path.parent == tmp_path / "mine"  # a root still wins
+    assert runs.runs_root() == tmp_path / "smoke" / "runs"
+
+
+def test_checkpoint_reads_without_dropping_metrics(tmp_path):
+    run = runs.open_run("toy", CFG, root=tmp_path)
+    assert run.checkpoint() is None
+    for step in (1, 2, 3):
+        run.log({"step": step})
+    run.save_checkpoint({"w": [1.0]}, 2)
+    assert run.checkpoint() == (2, {"w": [1.0]})
+    assert [r["step"] for r in run.metrics()] == [1, 2, 3]  # untouched; resume() trims
+    assert run.resume() == (2, {"w": [1.0]}) and [r["step"] for r in run.metrics()] == [1, 2]

@@ -178,6 +178,28 @@ def test_train_run_stores_tagged_evaluations_that_the_frontier_reads(tiny_contex
     assert again.id == run.id and len(again.metrics()) == len(run.metrics())  # not retrained
 
 
+def test_runs_go_under_the_context_profile_and_keep_models_of_dpo_only(tiny_context, monkeypatch, tmp_path):
+    import dataclasses
+
+    from dpo_lab import config
+    from dpo_lab.lm.train import finished_result
+
+    monkeypatch.setenv("DPO_LAB_RESULTS", str(tmp_path))  # the environment says smoke
+    ctx = dataclasses.replace(tiny_context, profile=TINY.replace(name="cpu"))
+    dpo = sweep.train_run(sweep.RunSpec("dpo", 0.1, 0), ctx, progress=False)
+    ipo = sweep.train_run(sweep.RunSpec("ipo", TINY.ipo_beta, 0), ctx, progress=False)
+    reference = sweep.evaluate_sft(ctx)
+    assert {dpo.path.parent, ipo.path.parent, reference.path.parent} == {config.results_dir(ctx.profile) / "runs"}
+    assert not runs.list_runs(root=tmp_path / "smoke" / "runs")
+    assert dpo.artifact("model").exists() and not ipo.artifact("model").exists()
+    again = sweep.train_run(sweep.RunSpec("ipo", TINY.ipo_beta, 0), ctx, progress=False)
+    assert again.id == ipo.id and again.metrics() == ipo.metrics()  # found finished, not retrained
+    with pytest.raises(FileNotFoundError, match="finished without keeping its final model"):
+        _ = finished_result(ipo, tiny_context.sft.model).policy
+    with pytest.raises(ValueError, match="kept no final model"):
+        sweep.policy_samples(ctx, {"IPO": ipo})
+
+
 def test_evaluate_sft_is_computed_once(tiny_context):
     run = sweep.evaluate_sft(tiny_context)
     assert run.kind == "sft_eval" and run.finished
@@ -202,7 +224,7 @@ def test_run_sweep_trains_the_grid_then_reuses_it(tiny_context, monkeypatch):
     }
     assert {r.id: r.metrics() for r in evaluation.frontier_runs()} == before
     with pytest.raises(ValueError, match="workers"):
-        sweep.run_sweep(TINY, workers=0)
+        sweep.run_sweep(TINY, workers=-1)
 
 
 def test_run_jobs_trains_variants_that_stay_off_the_standard_frontier(tiny_context, monkeypatch):

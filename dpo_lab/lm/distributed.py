@@ -102,6 +102,18 @@ def rank_zero_first(fn: Callable[[], object]) -> object:
     return out
 
 
+def on_rank_zero(fn: Callable[..., object], *args) -> object:
+    """``fn(*args)`` on rank 0 alone (:func:`solo`) while the others wait; its result (picklable) on
+    every rank: for work that does not split over processes (PPO, a reward model, Best-of-N in the sweep)."""
+    if world_size() == 1:
+        return fn(*args)
+    out = None
+    if rank() == 0:
+        with solo():
+            out = fn(*args)
+    return broadcast(out)
+
+
 def broadcast(obj):
     """Rank 0's ``obj`` on every rank (a picklable object)."""
     if world_size() == 1:
