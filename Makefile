@@ -51,5 +51,10 @@ grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder-with-one-folder-per-student" >&2; exit 2; }
 	$(PY) -m dpo_lab.grading grade "$(SUBMISSIONS)"
 
+# build/book/_build/html: every notebook executed in the smoke profile, as a website (jupyter-book, offline)
+book: $(STAMP)
+	$(MAKE) install EXTRAS=book
+	$(PY) -m dpo_lab.book
+
 clean:
 	rm -rf build results
