@@ -122,3 +122,22 @@ def test_the_samplers_kl_terms_are_sequence_kl_of_its_samples(policy, ref):
     other = load_model(GPT2Config(vocab_size=5, n_layer=1, n_embd=8, n_head=2, n_positions=8), seed=0)
     with pytest.raises(ValueError, match="ref: a vocabulary"):
         sample(policy, None, PROMPTS, 1, MAX_NEW, seed=0, ref=other)
+
+
+def test_the_exact_kl_is_never_negative_when_the_policies_nearly_agree():
+    """KL >= 0; summed in float32 over a 50,257-token vocabulary it can land at -1e-7 when pi ~ pi_ref (seen in the
+    gpu path's stand-in run), which both the sampler's and sequence_kl's per-token sums clamp away."""
+    import copy
+
+    cfg = GPT2Config(vocab_size=50257, n_layer=1, n_embd=16, n_head=2, n_positions=32, eos_token_id=50256)
+    policy = load_model(cfg, seed=0)
+    near = copy.deepcopy(policy)
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(0)
+        for p in near.parameters():
+            p.add_(1e-7 * torch.randn(p.shape, generator=gen))
+    prompts = [[50256, 11, 12], [50256, 13]] * 8
+    est = estimate_kl(policy, near, prompts, num_samples=2, max_new_tokens=6, seed=0)
+    assert est.samples.kl_exact.min() >= 0 and est.exact_mean < 1e-4
+    _, exact = sequence_kl(policy, near, [[50256, 11]] * 4, [[5, 6, 7]] * 4)
+    assert exact.min() >= 0 and exact.max() < 1e-4

@@ -130,7 +130,9 @@ def sequence_kl(policy, ref, prompt_ids, response_ids, batch_size: int = 64) -> 
                 logq = response_logits(ref, batch.to(model_device(ref))).to(logp.device).log_softmax(dim=-1)
                 diff = logp - logq
                 picked = diff.gather(1, batch.targets[:, None]).squeeze(1)
-                per_token_kl = (logp.exp_() * diff).sum(dim=-1)  # in place: logp is not needed again
+                # in place: logp is not needed again. KL >= 0; a float32 sum over the vocabulary can land at -1e-7
+                # when pi ~ pi_ref, which the clamp removes (it changes nothing above rounding)
+                per_token_kl = (logp.exp_() * diff).sum(dim=-1).clamp_(min=0.0)
                 logratio[rows] = per_sequence(picked, batch).sum(dim=1).double().cpu()
                 exact[rows] = per_sequence(per_token_kl, batch).sum(dim=1).double().cpu()
     finally:

@@ -259,7 +259,7 @@ def _kl_terms(ref, cache, logits, tokens, input_ids, attention_mask, position_id
     logp = logits.float().log_softmax(dim=-1)
     diff = logp - head_logits(ref, hidden).float().to(logp.device).log_softmax(dim=-1)
     picked = diff.gather(1, tokens[:, None]).squeeze(1)
-    exact = (logp.exp() * diff).sum(dim=-1)
+    exact = (logp.exp() * diff).sum(dim=-1).clamp(min=0.0)  # KL >= 0: drop float32 rounding (-1e-7 when pi ~ pi_ref)
     return torch.stack([picked, exact], dim=1).double().cpu().numpy()
 
 
