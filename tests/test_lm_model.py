@@ -166,3 +166,20 @@ def test_a_gpu_without_bf16_runs_float32_never_fp16(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert isinstance(autocast("cuda"), contextlib.nullcontext)  # a T4: float32, not fp16 (NaN rewards)
     assert isinstance(autocast("cpu"), contextlib.nullcontext)
+
+
+def test_dpo_lab_precision_forces_or_disables_bf16_and_refuses_other_values(monkeypatch):
+    import contextlib
+
+    from dpo_lab.lm.model import autocast
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setenv("DPO_LAB_PRECISION", "bf16")
+    with autocast("cpu"):  # the gpu path's bf16 branch, on the CPU
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    monkeypatch.setenv("DPO_LAB_PRECISION", " FP32 ")
+    assert isinstance(autocast("cuda"), contextlib.nullcontext)  # a bf16 GPU told to run float32
+    monkeypatch.setenv("DPO_LAB_PRECISION", "fp16")
+    with pytest.raises(ValueError, match=r"\$DPO_LAB_PRECISION must be one of auto, fp32, bf16, got 'fp16'"):
+        autocast("cpu")

@@ -13,11 +13,16 @@ cuda        float32          bfloat16 autocast in the transformer (fp16 gives Na
                              A GPU without bf16 (T4, V100: the free notebook GPUs) runs float32
 cpu         float32          float32: bf16 matmul is about 400x slower on the CPUs used here
 ==========  ===============  =================================================================
+
+``DPO_LAB_PRECISION`` overrides the matmul column: ``auto`` (the table, default), ``fp32`` (no autocast, e.g. to
+rule precision out on a GPU) or ``bf16`` (bf16 autocast on any device: the tests run the gpu path's bf16 branch
+on the CPU this way, with tiny models).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 import torch
@@ -170,11 +175,19 @@ def torch_threads(n: int):
         torch.set_num_threads(before)
 
 
+PRECISION_ENV_VAR = "DPO_LAB_PRECISION"
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
 def autocast(device: torch.device | str):
-    """The precision context for forward passes on ``device`` (module docstring: bf16 on CUDA only)."""
+    """The precision context for forward passes on ``device`` (module docstring: bf16 on CUDA only, unless
+    ``$DPO_LAB_PRECISION`` says ``fp32`` or ``bf16``; ValueError naming the variable for another value)."""
     device = torch.device(device)
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    precision = os.environ.get(PRECISION_ENV_VAR, "").strip().lower() or "auto"
+    if precision not in PRECISIONS:
+        raise ValueError(f"${PRECISION_ENV_VAR} must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()  # the CPU, or a GPU without bf16: float32 (never fp16, module table)
 
 
