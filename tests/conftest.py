@@ -1,8 +1,19 @@
 """Shared test setup: every test writes results into its own temporary folder, never into results/; the
 exact task's space and tiny pi_ref for its test modules; the tiny experiment of the sweep tests."""
 
+import atexit
+import os
+import shutil
+import tempfile
+
 import matplotlib
 import pytest
+
+# No test reaches a hub, and the datasets library (which reads these when first imported) caches into a temporary
+# folder, not the user's ~/.cache: set before any test module imports it. Notebook kernels inherit them.
+_HF_CACHE = tempfile.mkdtemp(prefix="dpo_lab-hf-")
+atexit.register(shutil.rmtree, _HF_CACHE, ignore_errors=True)
+os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_DATASETS_CACHE=_HF_CACHE)
 
 # every figure is drawn headless, whatever MPLBACKEND says
 matplotlib.use("Agg")

@@ -203,3 +203,36 @@ def test_text_list_checks_lists_of_strings():
         rv.text_list(["a", 3])
     with pytest.raises(ValueError, match=r"texts\[0\] must be a non-empty string"):
         rv.text_list([" "], nonblank=True)
+
+
+def test_a_local_copy_of_the_hub_dataset_loads_through_datasets(tmp_path, monkeypatch):
+    """A clone of stanfordnlp/imdb's repository (README.md configs + parquet, tests/hub_standins.py) and a
+    save_to_disk folder both load with their three splits; an aclImdb folder still goes to the aclImdb reader."""
+    import datasets
+    from hub_standins import write_imdb
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    clone = write_imdb(tmp_path / "imdb", {"train": 6, "test": 4, "unsupervised": 3})
+    assert rv.is_hub_dataset_copy(clone) and rv.is_hub_dataset_copy(str(clone))
+    r = rv.load_reviews(str(clone), profile=config.get_profile("gpu"))
+    assert len(r) == 13 and r.labels[-3:].tolist() == [-1, -1, -1] and set(r.labels[:10].tolist()) <= {0, 1}
+    assert r.source == "local copy of a hub dataset (imdb)" and all("<br" not in t for t in r.texts)
+
+    saved = tmp_path / "saved"
+    datasets.load_dataset(str(clone), cache_dir=str(tmp_path / "cache-of-this-test")).save_to_disk(str(saved))
+    assert rv.is_hub_dataset_copy(saved)
+    again = rv.load_reviews(profile=config.get_profile("gpu").replace(dataset_name=str(saved)))
+    assert again.texts == r.texts and again.labels.tolist() == r.labels.tolist()
+
+    other = write_imdb(tmp_path / "elsewhere" / "imdb", {"train": 9, "test": 4, "unsupervised": 3})  # same name
+    assert len(rv.load_reviews(str(other), profile=config.get_profile("gpu"))) == 16  # its own rows, not a cache's
+
+    acl = write_aclimdb(tmp_path / "acl", n_per_folder=1)
+    assert not rv.is_hub_dataset_copy(acl) and not rv.is_hub_dataset_copy(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    assert not rv.is_hub_dataset_copy(tmp_path / "empty")
+    with pytest.raises(ValueError, match="none of the splits"):
+        datasets.Dataset.from_dict({"text": ["x"], "label": [1]}).to_parquet(
+            str(tmp_path / "odd" / "validation.parquet")
+        )
+        rv.hub_reviews(tmp_path / "odd")

@@ -73,7 +73,15 @@ from .pairs import (
 )
 from .prompts import heldout_prompts, make_prompts, prompt_length, train_prompts
 from .release import export_pairs, export_release, load_release, released_pairs
-from .reviews import Reviews, aclimdb_reviews, bundled_reviews, clean_review, hub_reviews, load_reviews
+from .reviews import (
+    Reviews,
+    aclimdb_reviews,
+    bundled_reviews,
+    clean_review,
+    hub_reviews,
+    is_hub_dataset_copy,
+    load_reviews,
+)
 from .sft import (
     heldout_windows,
     perplexity,
@@ -94,6 +102,7 @@ __all__ = [
     "bundled_reviews",
     "aclimdb_reviews",
     "hub_reviews",
+    "is_hub_dataset_copy",
     "PARTS",
     "review_digest",
     "part_of",

@@ -12,6 +12,9 @@ a folder or a tarball      a local copy of ``aclImdb`` (the folder, its parent, 
                            ``aclImdb_v1.tar.gz``): train/test x pos/neg/unsup, 100,000 reviews
 a hub name                 the dataset hub through ``datasets`` (gpu profile:
                            ``stanfordnlp/imdb``, splits train, test and unsupervised)
+a local copy of a hub      a clone of the hub's dataset repository (its README.md and parquet
+dataset                    files) or a ``save_to_disk`` folder, through ``datasets``: how a machine
+                           without the hub names its mirror (README, "On a GPU")
 =========================  ===================================================================
 
 and returns :class:`Reviews`:
@@ -30,6 +33,7 @@ The data terms are those of the upstream IMDb dataset (research use).
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib.util
 import re
 import tarfile
@@ -106,7 +110,9 @@ def load_reviews(name: str | Path | None = None, profile: _config.Profile | None
     """The IMDb reviews named by ``name``, else by ``profile.dataset_name`` (see the module table).
 
     A name that starts with ``/``, ``.`` or ``~`` or ends in ``.tar``/``.tar.gz``/``.tgz`` is a local
-    path and never goes to the hub; a missing path raises ``FileNotFoundError``.
+    path and never goes to the hub; a missing path raises ``FileNotFoundError``. An existing folder holding
+    parquet or arrow files (or a ``dataset_dict.json``) and no ``aclImdb`` layout is a local copy of a hub
+    dataset (:func:`hub_reviews`); any other existing path is an ``aclImdb`` copy.
 
     Introduced in notebook 05.
     """
@@ -122,10 +128,35 @@ def load_reviews(name: str | Path | None = None, profile: _config.Profile | None
         isinstance(name, Path) or text.startswith(("/", ".", "~")) or text.endswith((".tar", ".tar.gz", ".tgz"))
     )
     if path.exists():
-        return aclimdb_reviews(path)
+        return hub_reviews(path) if is_hub_dataset_copy(path) else aclimdb_reviews(path)
     if looks_local:
         raise FileNotFoundError(f"no aclImdb folder or tarball at {path}")
     return hub_reviews(text)
+
+
+def is_hub_dataset_copy(path: str | Path) -> bool:
+    """True when ``path`` is a folder holding a hub dataset's files (a clone of its repository, with parquet
+    or arrow data files, or a ``save_to_disk`` folder) rather than Maas et al.'s ``aclImdb`` layout.
+
+    Introduced in notebook 05.
+    """
+    path = Path(path).expanduser()
+    if not path.is_dir() or path.name == "aclImdb" or (path / "aclImdb").is_dir() or (path / "train" / "pos").is_dir():
+        return False
+    if (path / "dataset_dict.json").is_file():
+        return True
+    return any(next(path.glob(pattern), None) for pattern in ("*.parquet", "*.arrow", "*/*.parquet", "*/*.arrow"))
+
+
+def _local_copy_cache(local: Path, cache_root) -> str:
+    """A ``datasets`` cache folder of its own for the local copy at ``local``, keyed by its absolute path and its
+    files' names, sizes and modification times. ``datasets`` keys a local folder's cache by the folder's name and
+    relative file patterns, so two copies named ``imdb`` with different reviews would share one (seen with datasets
+    4.8: the second copy loaded the first one's rows)."""
+    files = sorted(f for f in local.rglob("*") if f.is_file() and ".git" not in f.relative_to(local).parts)
+    stats = [(f.relative_to(local).as_posix(), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    key = hashlib.sha256(repr((str(local.resolve()), stats)).encode("utf-8")).hexdigest()[:16]
+    return str(Path(cache_root) / "dpo_lab-local-copies" / key)
 
 
 def _bundled_csv() -> Path:
@@ -205,9 +236,11 @@ def aclimdb_reviews(path: str | Path) -> Reviews:
     )
 
 
-def hub_reviews(name: str = "stanfordnlp/imdb") -> Reviews:
+def hub_reviews(name: str | Path = "stanfordnlp/imdb") -> Reviews:
     """Every split of the hub dataset ``name`` (columns ``text`` and ``label``, -1 = unlabelled), via
-    ``datasets.load_dataset``. Needs the hub and ``pip install 'dpo_lab[hub]'`` (gpu profile).
+    ``datasets``: ``load_dataset(name)`` for a hub name or a clone of the dataset's repository,
+    ``load_from_disk`` for a ``save_to_disk`` folder. Needs ``pip install 'dpo_lab[hub]'`` (gpu profile),
+    and the hub unless ``name`` is a local copy.
 
     Introduced in notebook 05.
     """
@@ -215,17 +248,24 @@ def hub_reviews(name: str = "stanfordnlp/imdb") -> Reviews:
         import datasets
     except ImportError as err:
         raise ImportError(
-            f"loading {name!r} from the dataset hub needs the package datasets: pip install 'dpo_lab[hub]'"
+            f"loading {str(name)!r} as a hub dataset needs the package datasets: pip install 'dpo_lab[hub]'"
         ) from err
-    data = datasets.load_dataset(name)
+    local = Path(str(name)).expanduser()
+    if (local / "dataset_dict.json").is_file():
+        data, source = datasets.load_from_disk(str(local)), f"local copy of a hub dataset ({local.name})"
+    elif local.is_dir():
+        data = datasets.load_dataset(str(local), cache_dir=_local_copy_cache(local, datasets.config.HF_DATASETS_CACHE))
+        source = f"local copy of a hub dataset ({local.name})"
+    else:
+        data, source = datasets.load_dataset(str(name)), f"hub {name}"
     splits = [s for s in HUB_SPLITS if s in data]
     if not splits:
-        raise ValueError(f"dataset {name!r} has none of the splits {HUB_SPLITS}")
+        raise ValueError(f"dataset {str(name)!r} has none of the splits {HUB_SPLITS} (it has {list(data)})")
     texts, labels = [], []
     for split in splits:
         columns = data[split].column_names
         if "text" not in columns or "label" not in columns:
-            raise ValueError(f"dataset {name!r}, split {split!r}: needs columns text and label, has {columns}")
+            raise ValueError(f"dataset {str(name)!r}, split {split!r}: needs columns text and label, has {columns}")
         texts += [clean_review(t) for t in data[split]["text"]]
         labels += [int(y) for y in data[split]["label"]]
-    return Reviews(tuple(texts), np.array(labels, dtype=np.int8), f"hub {name}")
+    return Reviews(tuple(texts), np.array(labels, dtype=np.int8), source)
