@@ -85,6 +85,8 @@ class Profile:
     dataset_name: str | None = None  # "stanfordnlp/imdb" from the hub; None = bundled reviews
     gold_reward_name: str | None = None  # hub classifier; None = the offline classifier
     gold_reward_reviews: int = 0  # reviews of the "reward" part the offline classifier trains on; 0 = all
+    standin_assets: bool = False  # True: the hub assets are untrained stand-ins (tests/hub_standins.py), so
+    # notebooks 05-07 skip the claims only real assets make true (a classifier's accuracy, a policy's progress)
     sft_steps: int = 600
     sft_batch_size: int = 16
     sft_lr: float = 1e-3
@@ -131,7 +133,8 @@ class Profile:
     ppo_eval_every: int = 5  # rollouts between evaluations
     ppo_checkpoint_every: int = 1  # rollouts between checkpoints
     best_of_ns: tuple[int, ...] = ()  # Best-of-N reference curves, paper: (1, 4, 16, 64)
-    sweep_workers: int = 2  # training processes at once; 2 x 1 thread is fastest on 2 cores (docs/background.md 6)
+    sweep_workers: int = 2  # training processes at once (2 x 1 thread is fastest on 2 cores, docs/background.md 6);
+    # 0 = one per visible GPU, each on its own GPU (workers.worker_device), or one without a GPU
     sweep_threads: int = 1  # torch threads per training process; 0 = cores // sweep_workers
     cell_timeout: int = 7_200  # make reproduce: seconds a notebook cell may take (the sweep cell longest); 0 = none
 
@@ -255,7 +258,7 @@ PROFILES: dict[str, Profile] = {
         ppo_checkpoint_every=10,  # a gpt2-large checkpoint (weights, value head, AdamW state) is about 9 GB
         pref_checkpoint_every=500,  # 4 checkpoint writes of about 9 GB per 2,000-step run instead of 40
         best_of_ns=(1, 4, 16, 64),
-        sweep_workers=1,  # one GPU: one run at a time
+        sweep_workers=0,  # one run per visible GPU at a time (one GPU: one run at a time)
         sweep_threads=0,
         cell_timeout=0,  # the sweep cell runs for hours (README, "On a GPU")
     ),
