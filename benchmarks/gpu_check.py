@@ -10,7 +10,8 @@ steps of the gpu profile's recipe (``lm.train_preferences``: RMSprop, lr 1e-6, 1
 in micro-batches of ``pref_micro_batch_size``, bf16 autocast) on synthetic IMDb-shaped pairs (prompts of 3-9
 tokens, responses of 8-48 tokens + EOS, GPT-2's 50,257-token vocabulary): median seconds per step, tokens per
 second, the share of the device's bf16 peak that the step's matmul FLOPs reach (``--peak-tflops``, default: the
-H100/H200 dense bf16 figure, 989), ``torch.cuda.max_memory_allocated``; then one evaluation of the profile's
+H100/H200 dense bf16 figure, 989), ``torch.cuda.max_memory_allocated`` next to the plan of ``lm.memory``
+(``planned_memory_gb``, notebook 06's plan cell); then one evaluation of the profile's
 protocol shape (``--eval-prompts`` prompts x 4 samples x 48 new tokens, both KL estimators). Compare the seconds
 per step with README's estimate ("On a GPU").
 
@@ -102,6 +103,19 @@ def check(steps: int, eval_prompts: int, peak_tflops: float, dry_run: bool) -> d
         "share_of_bf16_peak": flops / step_s / 1e12 / peak_tflops,
         "max_memory_allocated_gb": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
     }
+    # the plan of lm.memory (notebook 06's plan cell) for what ran: 3 float32 copies (the policy passed in, the
+    # reference, the trainer's copy), gradients, optimiser state, activations of a median micro-batch
+    from dpo_lab.lm import memory
+
+    micro_tokens = statistics.median(
+        sum(len(q["prompt_ids"]) * 2 + len(q["chosen_ids"]) + len(q["rejected_ids"]) for q in pairs[k : k + micro])
+        for k in range(0, len(pairs) - micro + 1, micro)
+    )
+    bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    measured = memory.measure(sizes["n_embd"], sizes["n_head"], vocab, bf16)
+    plan = memory.memory_plan(sizes["n_layer"], sizes["n_embd"], sizes["n_positions"], vocab, p.pref_optimizer,
+                              int(micro_tokens), measured)  # fmt: skip
+    record |= {"planned_memory_gb": plan["total"], "memory_plan_gb": plan}
     prompts = [q["prompt_ids"] for q in pairs[:eval_prompts]]
     started = time.perf_counter()
     kl = estimate_kl(out.policy, ref, prompts, p.eval_samples_per_prompt, p.max_new_tokens, seed=0)

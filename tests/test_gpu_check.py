@@ -27,3 +27,5 @@ def test_the_dry_run_measures_what_the_gpu_run_reports(tmp_path):
         assert key in report, key
     assert report["dry_run"] is True and report["steps"] == 3 and report["seconds_per_step"] > 0
     assert report["evaluation_samples"] == 4 * 4  # the gpu protocol's 4 samples per prompt
+    plan = report["memory_plan_gb"]  # lm.memory's plan for the tiny model that ran, float32 on the CPU
+    assert plan["parameters (millions)"] * 1e6 == report["model_parameters"] and report["planned_memory_gb"] > 0

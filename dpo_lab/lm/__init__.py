@@ -28,6 +28,10 @@ ppo,            RLHF stage 2 (Eq. 3): PPO's per-token pieces, and ``train_ppo(po
 ppo_training    reward_fn, ...)`` on the same loop (the sweep's PPO and PPO-GT, ``dpo_lab.rlhf``)
 best_of_n       ``best_of_n(policy, prompt_ids, n, reward_fn, ...)``: n samples per prompt, the best kept;
                 ``select_best(scores, seed)``, the choice alone
+memory          ``memory_plan(...)``: a run's device memory from sizes and ``measure(...)``, the bytes autograd
+                saves per token and layer on the trainers' forward (notebook 06's plan cell)
+distributed     one run over several processes under ``torchrun``: ``init()``, a step's share of pairs per
+                rank, gradients and metrics reduced over the ranks (README, "Several GPUs or machines")
 ==============  ==============================================================================
 
 Conventions: EOS = pad (GPT-2's ``<|endoftext|>``, id 50256); prompts and responses are tokenized
