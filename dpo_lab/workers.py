@@ -13,8 +13,8 @@ and reports the runs, their times and the ones that diverged. ``sweep.run_sweep`
 Several GPUs, two ways (README, "Several GPUs or machines"): with K > 1 visible GPUs and K workers
 (``workers=0``: one per GPU), worker i trains on GPU i (:func:`worker_device`), K runs at once; under
 ``torchrun`` the K ranks train each run together, one run after another (``dpo_lab.lm.distributed``):
-preference runs split every step over the ranks, while pi_SFT's evaluation, the reward model, PPO and
-Best-of-N run on rank 0 alone and the others wait.
+preference and PPO runs split every step over the ranks, while pi_SFT's evaluation, the reward model and
+Best-of-N run on rank 0 alone and the others wait (then load the reward model rank 0 stored).
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def _run_jobs(jobs, p: _config.Profile, workers: int | None, progress: bool, tas
         workers' thread count: a second thread slows a small model down once another job shares the cores."""
         for changes in needs_rm:
             ctx = _variant_context(contexts, p, task, changes, progress)
-            _dist.on_rank_zero(_build_reward_model, ctx, progress)
+            _dist.rank_zero_first(lambda ctx=ctx: _build_reward_model(ctx, progress))  # then loaded by the others
         for job in in_process:
             ctx = _variant_context(contexts, p, task, job.changes, progress)
             outcome[job] = _dist.on_rank_zero(_train_one, job, ctx, progress)
@@ -220,10 +220,7 @@ def _run_jobs(jobs, p: _config.Profile, workers: int | None, progress: bool, tas
             local_work()
             for job in [job for job in jobs if job not in outcome]:
                 ctx = _variant_context(contexts, p, task, job.changes, progress)
-                if job.spec.method in _rlhf.PPO_METHODS:  # its rollouts do not split: rank 0 alone (torchrun)
-                    outcome[job] = _dist.on_rank_zero(_train_one, job, ctx, progress)
-                else:
-                    outcome[job] = _train_one(job, ctx, progress)
+                outcome[job] = _train_one(job, ctx, progress)  # under torchrun: every rank, on one run
                 bar.update(1)
     if workers > 1:
         os.environ[_config.ENV_VAR] = p.name  # the spawned workers resolve the same results folder

@@ -5,8 +5,9 @@ do. One launch does everything, since starting the processes costs more than the
 1. DPO for 5 steps with evaluations that sample (the uninterrupted run);
 2. the same run stopped by an exception at step 4's evaluation, then resumed from step 3's checkpoint;
 3. SFT for 3 steps;
-4. ``lm.sample`` with shares of 2 and 3 rows, and with one row (a rank with none);
-5. the tiny sweep of ``sweep_support`` (``sweep.run_sweep``, as ``torchrun -m dpo_lab.sweep`` runs it).
+4. PPO for 2 rollouts of 6 responses, minibatches of 3 (shares of 1 and 2 rows), evaluated after each;
+5. ``lm.sample`` with shares of 2 and 3 rows, and with one row (a rank with none);
+6. the tiny sweep of ``sweep_support`` (``sweep.run_sweep``, as ``torchrun -m dpo_lab.sweep`` runs it).
 
 Each rank writes ``rank<r>.json``: fingerprints of its final weights, its samples and the sweep's runs.
 """
@@ -20,10 +21,18 @@ import torch
 from lm_support import EOS, TINY
 
 from dpo_lab.lm import distributed, estimate_kl, load_model, sample, train_preferences, train_sft
+from dpo_lab.lm.ppo_training import train_ppo
 from dpo_lab.lm.train import fingerprint
 
 DPO = dict(beta=0.5, steps=5, batch_size=8, micro_batch_size=2, lr=1e-2, eval_every=2, checkpoint_every=1)
 SFT = dict(steps=3, batch_size=6, micro_batch_size=2, lr=1e-2)
+PPO = dict(reward_name="length", iterations=2, batch_size=6, minibatch_size=3, max_new_tokens=5, lr=1e-2,
+           target_kl=1.0, horizon=12, ppo_epochs=2, eval_every=1)  # fmt: skip
+
+
+def length_reward(prompt_ids, response_ids):
+    """A reward of whole responses: longer is better (deterministic, the same on every rank)."""
+    return [float(len(r)) for r in response_ids]
 
 
 def problem():
@@ -97,11 +106,14 @@ def main(out: Path) -> None:
         policy, ref, pairs, **DPO, eval_fn=evaluation(ref, prompts), run_root=out / "resumed", progress=False
     )
     sft = train_sft(policy, sequences, **SFT, run_root=out / "sft", progress=False)
+    rl = train_ppo(policy, ref, prompts, length_reward, **PPO, eval_fn=evaluation(ref, prompts), run_root=out / "ppo",
+                   progress=False)  # fmt: skip
     record = {
         "sweep": tiny_sweep(),
         "whole": fingerprint(whole.policy),
         "resumed": fingerprint(resumed.policy),
         "sft": fingerprint(sft.policy),
+        "ppo": fingerprint(rl.policy),
         "samples": samples(policy, ref, prompts),
     }
     (out / f"rank{rank}.json").write_text(json.dumps(record))

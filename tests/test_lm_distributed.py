@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from distributed_worker import DPO, SFT, evaluation, problem, samples
+from distributed_worker import DPO, PPO, SFT, evaluation, length_reward, problem, samples
 from lm_support import one_thread  # noqa: F401 (autouse fixture)
 
 from dpo_lab import runs
@@ -44,7 +44,9 @@ def one(tmp_path_factory):
     policy, ref, pairs, prompts, sequences = problem()
     dpo = train_preferences(policy, ref, pairs, **DPO, eval_fn=evaluation(ref, prompts), run_root=root, progress=False)
     sft = train_sft(policy, sequences, **SFT, run_root=root, progress=False)
-    return {"dpo": dpo, "sft": sft, "samples": samples(policy, ref, prompts)}
+    rl = train_ppo(policy, ref, prompts, length_reward, **PPO, eval_fn=evaluation(ref, prompts), run_root=root,
+                   progress=False)  # fmt: skip
+    return {"dpo": dpo, "sft": sft, "ppo": rl, "samples": samples(policy, ref, prompts)}
 
 
 def _ranks(two):
@@ -90,6 +92,18 @@ def test_a_stopped_run_resumes_under_two_processes_to_the_uninterrupted_one(two)
     assert resumed.result() == whole.result()
     ranks = _ranks(two)
     assert ranks[0]["resumed"] == ranks[1]["resumed"] == ranks[0]["whole"]
+
+
+def test_two_processes_train_the_ppo_run_of_one_process(two, one):
+    """The rollouts sampled over both ranks, the minibatches split (1 + 2 rows): one process's losses, KL controller
+    and evaluations (the rollout's statistics, every step's summed shares), and the same weights on both ranks."""
+    run = _stored(two / "ppo", "ppo")
+    records = run.metrics()
+    assert [r["step"] for r in records if r["split"] == "train"] == list(range(1, 2 * 2 * 2 + 1))
+    _assert_same_records(records, one["ppo"].metrics, atol=1e-5)
+    ranks = _ranks(two)
+    assert ranks[0]["ppo"] == ranks[1]["ppo"]
+    _assert_close_weights(load_model(run.artifact("model")), one["ppo"].policy)
 
 
 def test_two_processes_train_the_sft_run_of_one_process(two, one):
@@ -151,11 +165,8 @@ def test_shares_are_contiguous_disjoint_and_cover_the_batch(monkeypatch, world):
 
 
 def test_what_cannot_split_its_steps_is_refused_under_torchrun(monkeypatch, tmp_path):
-    policy, ref, pairs, prompts, _ = problem()
+    policy = problem()[0]
     monkeypatch.setattr(distributed, "world_size", lambda: 2)
-    with pytest.raises(ValueError, match="train_ppo: PPO does not split its rollouts"):
-        train_ppo(policy, ref, prompts, lambda p, r: [0.0] * len(r), reward_name="zero", iterations=1,
-                  batch_size=2, minibatch_size=2, max_new_tokens=2, lr=1e-3, run_root=tmp_path)  # fmt: skip
     from dpo_lab.lm.train import Settings, train_loop
 
     s = Settings(1, 2, 2, 1e-3, "adamw", 0, "constant", 0.0, 1.0, 0, 0)

@@ -130,3 +130,20 @@ def test_kl_controller_steers_towards_its_target_and_a_fixed_one_does_not_move()
 def test_bad_inputs_are_refused_by_name(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_shares_of_a_minibatch_sum_to_its_losses_and_statistics():
+    """``tokens``: each share divides by the whole minibatch's token count, so the shares' losses and statistics
+    add up to the whole's (how torchrun splits a PPO minibatch over processes)."""
+    gen = torch.Generator().manual_seed(5)
+    new, old, adv, ret = (torch.randn(4, 5, generator=gen, dtype=torch.float64) for _ in range(4))
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0], [1, 1, 1, 1, 0]], dtype=torch.bool)
+    tokens = float(mask.sum())
+    for loss_fn, args in ((ppo.policy_loss, (new, old, adv)), (ppo.value_loss, (new, old, ret))):
+        whole, whole_stats = loss_fn(*args, mask)
+        parts = [loss_fn(*(a[rows] for a in args), mask[rows], 0.2, tokens) for rows in (slice(0, 1), slice(1, 4))]
+        assert float(sum(p[0] for p in parts)) == pytest.approx(float(whole), abs=1e-12)
+        for key, value in whole_stats.items():
+            assert sum(p[1][key] for p in parts) == pytest.approx(value, abs=1e-6), key  # some are float32 shares
+        with pytest.raises(ValueError, match="tokens: need a count >= the 3 masked tokens"):
+            loss_fn(*(a[:1] for a in args), mask[:1], 0.2, 2)

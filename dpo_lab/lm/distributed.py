@@ -33,7 +33,7 @@ from collections.abc import Callable
 
 import torch
 
-#: How long a rank waits in a collective: rank 0 may build pi_SFT or train a PPO run alone meanwhile.
+#: How long a rank waits in a collective: rank 0 may build pi_SFT or train a reward model alone meanwhile.
 TIMEOUT = datetime.timedelta(hours=24)
 #: Gradient elements all-reduced in one message (2**25 floats = 128 MB of float32).
 BUCKET = 2**25
@@ -104,7 +104,7 @@ def rank_zero_first(fn: Callable[[], object]) -> object:
 
 def on_rank_zero(fn: Callable[..., object], *args) -> object:
     """``fn(*args)`` on rank 0 alone (:func:`solo`) while the others wait; its result (picklable) on
-    every rank: for work that does not split over processes (PPO, a reward model, Best-of-N in the sweep)."""
+    every rank: for work that does not split over processes (a reward model, Best-of-N in the sweep)."""
     if world_size() == 1:
         return fn(*args)
     out = None

@@ -129,42 +129,66 @@ def whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) ->
     return out * mask
 
 
-def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (x * mask).sum() / mask.sum()
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor, tokens: float | None = None) -> torch.Tensor:
+    return (x * mask).sum() / (mask.sum() if tokens is None else tokens)
+
+
+def _tokens(tokens, mask: torch.Tensor) -> float | None:
+    """``tokens`` checked: None, or a count >= the tokens of ``mask`` (this share's part of a larger batch)."""
+    if tokens is None:
+        return None
+    if isinstance(tokens, bool) or not isinstance(tokens, (int, float)) or not tokens >= max(1.0, float(mask.sum())):
+        raise ValueError(f"tokens: need a count >= the {int(mask.sum())} masked tokens here (and >= 1), got {tokens!r}")
+    return float(tokens)
 
 
 def policy_loss(
-    logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, clip: float = 0.2
+    logps: torch.Tensor,
+    old_logps: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float = 0.2,
+    tokens: float | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """PPO's clipped surrogate, averaged over response tokens, and what it did (``policy/clipfrac``:
-    share of tokens whose ratio was clipped; ``policy/approxkl``: mean of 0.5 (log rho)^2)."""
+    share of tokens whose ratio was clipped; ``policy/approxkl``: mean of 0.5 (log rho)^2). ``tokens``:
+    divide by this count instead of the mask's (a rank's share of a minibatch split over processes: the
+    shares' losses and statistics then sum to the whole minibatch's)."""
     _check(mask, logps=logps, old_logps=old_logps, advantages=advantages)
     clip = _positive(clip, "clip", upper=1.0)
+    tokens = _tokens(tokens, mask)
     log_ratio = logps - old_logps
     ratio = torch.exp(log_ratio)
     unclipped, clipped = -advantages * ratio, -advantages * torch.clamp(ratio, 1 - clip, 1 + clip)
-    loss = _masked_mean(torch.maximum(unclipped, clipped), mask)
+    loss = _masked_mean(torch.maximum(unclipped, clipped), mask, tokens)
     stats = {
-        "policy/clipfrac": float(_masked_mean((clipped > unclipped).float(), mask)),
-        "policy/approxkl": float(_masked_mean(0.5 * log_ratio.detach() ** 2, mask)),
+        "policy/clipfrac": float(_masked_mean((clipped > unclipped).float(), mask, tokens)),
+        "policy/approxkl": float(_masked_mean(0.5 * log_ratio.detach() ** 2, mask, tokens)),
     }
     return loss, stats
 
 
 def value_loss(
-    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, clip: float = 0.2
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float = 0.2,
+    tokens: float | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """The clipped value loss, averaged over response tokens, and ``val/clipfrac``, ``val/vpred``
-    (mean prediction) and ``val/error`` (mean squared error before clipping)."""
+    (mean prediction) and ``val/error`` (mean squared error before clipping); ``tokens`` as in
+    :func:`policy_loss`."""
     _check(mask, values=values, old_values=old_values, returns=returns)
     clip = _positive(clip, "clip")
+    tokens = _tokens(tokens, mask)
     clipped = old_values + torch.clamp(values - old_values, -clip, clip)
     plain_error, clipped_error = (values - returns) ** 2, (clipped - returns) ** 2
-    loss = 0.5 * _masked_mean(torch.maximum(plain_error, clipped_error), mask)
+    loss = 0.5 * _masked_mean(torch.maximum(plain_error, clipped_error), mask, tokens)
     stats = {
-        "val/clipfrac": float(_masked_mean((clipped_error > plain_error).float(), mask)),
-        "val/vpred": float(_masked_mean(values.detach(), mask)),
-        "val/error": float(_masked_mean(plain_error.detach(), mask)),
+        "val/clipfrac": float(_masked_mean((clipped_error > plain_error).float(), mask, tokens)),
+        "val/vpred": float(_masked_mean(values.detach(), mask, tokens)),
+        "val/error": float(_masked_mean(plain_error.detach(), mask, tokens)),
     }
     return loss, stats
 

@@ -39,13 +39,13 @@ causal LM that ``load_model`` reads); the value head is saved next to it (``valu
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .. import runs as _runs
 from . import distributed as _dist
 from . import ppo
 from .logprobs import PackedPairs, as_id_lists, pack_pairs, packing_capacity, per_sequence, token_logprobs
@@ -58,6 +58,7 @@ from .train import (
     check_settings,
     fingerprint,
     finished_result,
+    open_claimed,
     run_identity,
     train_loop,
 )
@@ -99,6 +100,11 @@ class PolicyWithValue(torch.nn.Module):
         with quiet_weight_bars():
             self.lm.save_pretrained(path)
         torch.save(self.value_head.state_dict(), Path(path) / VALUE_HEAD_FILE)
+
+
+#: What one optimiser step logs besides the rollout's statistics: summed over the ranks under torchrun.
+STEP_METRICS = ("loss", "loss/policy", "loss/value", "policy/clipfrac", "policy/approxkl", "val/clipfrac",
+                "val/vpred", "val/error")  # fmt: skip
 
 
 @dataclass
@@ -172,15 +178,12 @@ def train_ppo(
     and ``checkpoint_every`` count rollouts and ``eval_fn(policy, step)`` sees the causal LM. ``batch_size`` must be a
     multiple of ``minibatch_size``. Returns the trained policy (a causal LM), its run (kind ``"ppo"``)
     and the run's result; a finished run is loaded, an interrupted one resumed. Under ``torchrun``
-    (several processes) it is refused: its rollouts are not split over processes; run it in one
-    process (the sweep runs PPO on rank 0 alone, ``distributed.solo``).
+    (several processes) the ranks train this one run together: a rollout's sampling is split over them
+    (``lm.sample``), every rank scores and evaluates the whole rollout (so all hold its advantages), and
+    each optimiser step's minibatch is split, its loss a share of the minibatch's token mean, the
+    gradients summed over the ranks (``dpo_lab.lm.distributed``).
     """
     _dist.init()
-    if _dist.world_size() > 1:
-        raise ValueError(
-            f"train_ppo: PPO does not split its rollouts over the {_dist.world_size()} processes of torchrun; "
-            "run it in one process (dpo_lab.lm.distributed.solo() on rank 0)"
-        )
     if ref is policy or {p.data_ptr() for p in ref.parameters()} & {p.data_ptr() for p in policy.parameters()}:
         raise ValueError("ref is the policy (or shares its weights): load a separate frozen copy for pi_ref")
     prompts = as_id_lists("prompt_ids", prompt_ids)
@@ -228,8 +231,8 @@ def train_ppo(
         "ref": fingerprint(ref),
         **run_identity(model, s, fingerprint(prompts), run_tag, checkpoint_every * per_rollout),
     }
-    run = _runs.open_run("ppo", cfg, root=run_root)
-    if not run.claim():  # finished, maybe by another process this one waited for (runs.Run.claim)
+    run, claimed = open_claimed("ppo", cfg, run_root)  # under torchrun: rank 0 claims it for every rank
+    if not claimed:  # finished, maybe by another process this one waited for (runs.Run.claim)
         return finished_result(run, policy)
     device, eos = model_device(policy), int(policy.config.eos_token_id)
     state = _State(controller)
@@ -264,6 +267,7 @@ def train_ppo(
             "values": values,
             "advantages": ppo.whiten(advantages, mask),
             "returns": returns,
+            "tokens": mask.sum(1),  # response tokens per row: a minibatch's loss is a mean over its tokens
             "stats": stats,
         }
 
@@ -275,22 +279,30 @@ def train_ppo(
         epoch, part = divmod(update, batch_size // minibatch_size)
         order = np.random.default_rng([seed, index, epoch]).permutation(batch_size)
         rows = sorted(order[part * minibatch_size : (part + 1) * minibatch_size].tolist())
-        batch = pack_pairs([r["prompts"][i] for i in rows], [r["responses"][i] for i in rows], eos,
-                           packing_capacity(m.lm), device)  # fmt: skip
-        logps, values, _ = m.evaluate(batch)
-        mask, width = batch.response_mask.to(device), logps.shape[1]
-        pick = {k: r[k][rows, :width] for k in ("old", "values", "advantages", "returns")}
-        pg, pg_stats = ppo.policy_loss(logps, pick["old"], pick["advantages"], mask, clip)
-        vf, vf_stats = ppo.value_loss(values, pick["values"], pick["returns"], mask, value_clip)
-        loss = pg + vf_coef * vf
-        if not torch.isfinite(loss):
+        tokens = float(r["tokens"][rows].sum())  # the whole minibatch's: every rank holds the whole rollout
+        mine = _dist.share(rows)  # under torchrun: this rank's contiguous part of the minibatch
+        sums = dict.fromkeys(STEP_METRICS, 0.0)  # a rank without rows (fewer rows than ranks) adds nothing
+        if mine:
+            batch = pack_pairs([r["prompts"][i] for i in mine], [r["responses"][i] for i in mine], eos,
+                               packing_capacity(m.lm), device)  # fmt: skip
+            logps, values, _ = m.evaluate(batch)
+            mask, width = batch.response_mask.to(device), logps.shape[1]
+            pick = {k: r[k][mine, :width] for k in ("old", "values", "advantages", "returns")}
+            pg, pg_stats = ppo.policy_loss(logps, pick["old"], pick["advantages"], mask, clip, tokens)
+            vf, vf_stats = ppo.value_loss(values, pick["values"], pick["returns"], mask, value_clip, tokens)
+            loss = pg + vf_coef * vf  # this share's part of the minibatch's mean: the ranks' parts sum to it
+            if torch.isfinite(loss):
+                loss.backward()
+            found = {"loss": float(loss), "loss/policy": float(pg), "loss/value": float(vf), **pg_stats, **vf_stats}
+            sums = {key: found[key] for key in STEP_METRICS}  # one order on every rank for the sum
+        sums = dict(zip(STEP_METRICS, _dist.sum_floats(*sums.values())))
+        if not math.isfinite(sums["loss"]):  # on every rank at once
             raise FloatingPointError("PPO loss")
-        loss.backward()
         state.step += 1
-        loss, pg, vf = loss.detach(), pg.detach(), vf.detach()
-        return {"loss": float(loss), "loss/policy": float(pg), "loss/value": float(vf), **r["stats"],
-                **pg_stats, **vf_stats}  # fmt: skip
+        return {**sums, **r["stats"]}
 
     every = checkpoint_every * per_rollout  # on rollout boundaries: the next rollout is re-sampled on resume
-    result = train_loop(run, model, s, len(prompts), step_fn, policy_eval, tokenizer, every, progress, state)
+    result = train_loop(
+        run, model, s, len(prompts), step_fn, policy_eval, tokenizer, every, progress, state, sharded=True
+    )
     return TrainResult(result.policy.lm, run, result.result)
