@@ -9,11 +9,14 @@ do. One launch does everything, since starting the processes costs more than the
 5. ``lm.sample`` with shares of 2 and 3 rows, and with one row (a rank with none);
 6. the tiny sweep of ``sweep_support`` (``sweep.run_sweep``, as ``torchrun -m dpo_lab.sweep`` runs it).
 
-Each rank writes ``rank<r>.json``: fingerprints of its final weights, its samples and the sweep's runs.
+With the second argument ``kill`` it only starts the DPO run in ``OUT/killed``, and rank 1 kills itself (SIGKILL)
+at step 4's evaluation, so torchrun tears the group down; the full launch that follows resumes that run first.
 """
 
 import json
+import os
 import random
+import signal
 import sys
 from pathlib import Path
 
@@ -88,11 +91,24 @@ def tiny_sweep() -> dict:
     return {spec.label: run.id for spec, run in out["runs"].items()}
 
 
-def main(out: Path) -> None:
+def killed_at(step: int, evaluate):
+    """``evaluate``, except that rank 1 dies at ``step`` (a real kill: no exception, no cleanup)."""
+
+    def maybe_die(policy, at):
+        if at == step and distributed.rank() == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return evaluate(policy, at)
+
+    return maybe_die
+
+
+def main(out: Path, mode: str = "all") -> None:
     rank, world = distributed.init()
     assert world == 2, world
     torch.set_num_threads(1)
     policy, ref, pairs, prompts, sequences = problem()
+    eval_fn = killed_at(4, evaluation(ref, prompts)) if mode == "kill" else evaluation(ref, prompts)
+    killed = train_preferences(policy, ref, pairs, **DPO, eval_fn=eval_fn, run_root=out / "killed", progress=False)
     whole = train_preferences(
         policy, ref, pairs, **DPO, eval_fn=evaluation(ref, prompts), run_root=out / "whole", progress=False
     )
@@ -112,6 +128,7 @@ def main(out: Path) -> None:
         "sweep": tiny_sweep(),
         "whole": fingerprint(whole.policy),
         "resumed": fingerprint(resumed.policy),
+        "killed": fingerprint(killed.policy),
         "sft": fingerprint(sft.policy),
         "ppo": fingerprint(rl.policy),
         "samples": samples(policy, ref, prompts),
@@ -120,4 +137,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), *sys.argv[2:])

@@ -1,6 +1,7 @@
 """One run on several processes (dpo_lab.lm.distributed): two gloo processes under torchrun train the
-run one process trains (DPO and SFT, loss within 1e-5, identical weights on both ranks), a run stopped
-under two processes resumes to the uninterrupted one, sharded sampling draws one process's samples;
+run one process trains (DPO, SFT and PPO, records within 1e-5, identical weights on both ranks), a run stopped
+(an exception on both ranks) or killed (SIGKILL of one rank) under two processes resumes to the uninterrupted one,
+sharded sampling draws one process's samples;
 the helpers are no-ops in one process, and what cannot split its steps is refused."""
 
 import json
@@ -22,17 +23,27 @@ from dpo_lab.lm.train import fingerprint
 TESTS = Path(__file__).resolve().parent
 
 
-@pytest.fixture(scope="module")
-def two(tmp_path_factory):
-    """The folder where ``tests/distributed_worker.py`` ran once under 2 processes (about 13 s)."""
-    out = tmp_path_factory.mktemp("two")
+def _launch(out: Path, *mode: str) -> subprocess.CompletedProcess:
+    """``tests/distributed_worker.py OUT [mode]`` under ``torchrun --nproc_per_node 2`` (gloo on the CPU)."""
     env = {**os.environ, "PYTHONPATH": f"{TESTS.parent}{os.pathsep}{TESTS}", "OMP_NUM_THREADS": "1"}
     env |= {"DPO_LAB_PROFILE": "smoke", "DPO_LAB_RESULTS": str(out / "results")}
     env.pop("WORLD_SIZE", None)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    done = subprocess.run(
-        [*command, str(TESTS / "distributed_worker.py"), str(out)], env=env, capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run(
+        [*command, str(TESTS / "distributed_worker.py"), str(out), *mode], env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory):
+    """The folder where ``tests/distributed_worker.py`` ran once under 2 processes (about 13 s)."""
+    out = tmp_path_factory.mktemp("two")
+    killed = _launch(out, "kill")  # rank 1 dies at step 4 of the run in out/killed; the full launch resumes it
+    (folder,) = (out / "killed").glob("pref-*")  # what the kill left: a checkpoint, no result
+    left = {"returncode": killed.returncode, "checkpoint": (folder / "checkpoint.pt").exists()}
+    (out / "kill.json").write_text(json.dumps(left | {"finished": (folder / "result.json").exists()}))
+    done = _launch(out)
     assert done.returncode == 0, done.stderr[-3000:]
     return out
 
@@ -92,6 +103,17 @@ def test_a_stopped_run_resumes_under_two_processes_to_the_uninterrupted_one(two)
     assert resumed.result() == whole.result()
     ranks = _ranks(two)
     assert ranks[0]["resumed"] == ranks[1]["resumed"] == ranks[0]["whole"]
+
+
+def test_a_killed_run_resumes_under_two_processes_to_the_uninterrupted_one(two):
+    """Rank 1 was SIGKILLed at step 4's evaluation (torchrun then ended the group, exit status not 0); launched
+    again, the run continued from step 3's checkpoint and ended as the uninterrupted run, records and weights."""
+    assert json.loads((two / "kill.json").read_text()) == {"returncode": 1, "checkpoint": True, "finished": False}
+    run, whole = _stored(two / "killed", "pref"), _stored(two / "whole", "pref")
+    assert [r["step"] for r in run.metrics() if r["split"] == "train"] == [1, 2, 3, 4, 5]
+    _assert_same_records(run.metrics(), whole.metrics(), atol=0)
+    ranks = _ranks(two)
+    assert ranks[0]["killed"] == ranks[1]["killed"] == ranks[0]["whole"]
 
 
 def test_two_processes_train_the_ppo_run_of_one_process(two, one):
