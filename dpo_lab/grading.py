@@ -129,6 +129,12 @@ def collect(submissions: Path, course_dir: Path) -> dict[str, list[str]]:
     return by_assignment
 
 
+#: The verdict of a check cell that the submitted notebook no longer holds as one (nbgrader scores it 0).
+MISSING_CELL = (
+    "check cell not found in the submission (its nbgrader metadata is gone: was the released notebook submitted?)"
+)
+
+
 def verdict(cell) -> str:
     """The check's verdict in an autograded cell: its last ``PASS``/``FAIL`` line with the indented lines
     that follow it (got / expected), joined by " | "; else the error the cell raised; else ""."""
@@ -166,7 +172,10 @@ def scores(course_dir: Path, by_assignment: dict[str, list[str]]) -> list[dict]:
                 cells = [c for c in nbformat.read(path, as_version=4).cells if "nbgrader" in c.metadata]
                 order = [c.metadata["nbgrader"]["grade_id"] for c in cells]
                 submitted = gradebook.find_submission_notebook(assignment, assignment, student)
-                for grade in sorted(submitted.grades, key=lambda g: order.index(g.name)):
+                # a check cell the submission lost (its metadata stripped: not the released notebook) sorts last
+                where = {name: i for i, name in enumerate(order)}
+                for grade in sorted(submitted.grades, key=lambda g: (where.get(g.name, len(order)), g.name)):
+                    found = verdict(cells[where[grade.name]]) if grade.name in where else MISSING_CELL
                     rows.append(
                         {
                             "student": student,
@@ -174,7 +183,7 @@ def scores(course_dir: Path, by_assignment: dict[str, list[str]]) -> list[dict]:
                             "grade_id": grade.name,
                             "points": grade.score,
                             "max_points": grade.max_score,
-                            "verdict": verdict(cells[order.index(grade.name)]),
+                            "verdict": found,
                         }
                     )
     return rows
@@ -191,11 +200,12 @@ def grade(submissions: Path, course_dir: Path | None = None, csv_path: Path | No
     _nbgrader(course_dir, "autograde", "*", "--force")
     _nbgrader(course_dir, "generate_feedback", "*", "--force")
     csv_path = Path(csv_path) if csv_path else course_dir / "grades.csv"
+    rows = scores(course_dir, by_assignment)  # before the CSV is opened: a failure leaves an earlier CSV whole
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     with open(csv_path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         writer.writeheader()
-        writer.writerows(scores(course_dir, by_assignment))
+        writer.writerows(rows)
     return csv_path
 
 

@@ -194,3 +194,18 @@ def test_a_wrong_answer_scores_zero_with_the_checkers_message_in_the_feedback(gr
             assert html.escape(line, quote=False) in feedback, line
         others = [r for r in rows if r["student"] == "wrong" and r["notebook"] == name and r is not row]
         assert all(float(r["points"]) == 0 and "not implemented yet" in r["verdict"] for r in others)
+
+
+def test_a_check_cell_missing_from_a_submission_scores_zero_and_says_why(graded, tmp_path):
+    """A student who submits a notebook without the release's metadata (the source copy, say): nbgrader finds
+    no check cell there; the CSV says so rather than failing on the lookup."""
+    course = tmp_path / "course"
+    shutil.copytree(graded[0], course)
+    name = PROVED[0]
+    path = course / "autograded" / "instructor" / name / f"{name}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        cell.metadata.pop("nbgrader", None)
+    nbformat.write(nb, path)
+    rows = grading.scores(course, {name: ["instructor"]})
+    assert rows and all(r["verdict"] == grading.MISSING_CELL for r in rows)
